@@ -1,0 +1,138 @@
+"""What a probe found: frozen result types and the reasons a step can fail."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+from exporter.target import TLSVersion
+
+
+class Reason(enum.Enum):
+    """Why a probe did not reach a verdict; the value is the `reason` label."""
+
+    RESOLVE_FAILED = "resolve_failed"
+    CONNECT_REFUSED = "connect_refused"
+    CONNECT_TIMEOUT = "connect_timeout"
+    CONNECT_ERROR = "connect_error"
+    GREETING_TIMEOUT = "greeting_timeout"
+    GREETING_REJECTED = "greeting_rejected"
+    EHLO_REJECTED = "ehlo_rejected"
+    STARTTLS_NOT_OFFERED = "starttls_not_offered"
+    STARTTLS_REJECTED = "starttls_rejected"
+    SMTP_PROTOCOL_ERROR = "smtp_protocol_error"
+    CONNECTION_CLOSED = "connection_closed"
+    READ_TIMEOUT = "read_timeout"
+    TLS_PROTOCOL_ERROR = "tls_protocol_error"
+    TLS_BROKEN = "tls_broken"
+    PROBE_DEADLINE = "probe_deadline"
+
+
+class Verdict(enum.Enum):
+    """Whether the server accepts one protocol version."""
+
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+
+
+class VerifyError(enum.Enum):
+    """Why the certificate chain does not verify; the value is the `reason` label."""
+
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    SELF_SIGNED = "self_signed"
+    INCOMPLETE_CHAIN = "incomplete_chain"
+    UNTRUSTED = "untrusted"
+    HOSTNAME_MISMATCH = "hostname_mismatch"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionResult:
+    """The verdict for one version, with the detail that explains it."""
+
+    version: TLSVersion
+    verdict: Verdict
+    detail: str = ""
+    #: The cipher suite the server chose (IANA number), when it accepted.
+    cipher: int | None = None
+
+    @property
+    def supported(self) -> bool | None:
+        """True accepted, False refused, None unknown."""
+        if self.verdict is Verdict.UNKNOWN:
+            return None
+        return self.verdict is Verdict.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiated:
+    """What a default modern client (the local TLS library) ends up with."""
+
+    version: str
+    cipher: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCertificate:
+    """The few facts kept about every certificate the server sent."""
+
+    subject: str
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    fingerprint_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """The leaf certificate, its chain and whether it verifies."""
+
+    subject: str
+    issuer: str
+    serial: str
+    sans: tuple[str, ...]
+    not_before: datetime
+    not_after: datetime
+    key_type: str
+    key_bits: int
+    signature_algorithm: str
+    fingerprint_sha256: str
+    chain: tuple[ChainCertificate, ...]
+    verified: bool
+    verify_error: VerifyError | None = None
+    verify_detail: str = ""
+
+    @property
+    def chain_not_after(self) -> datetime:
+        """The earliest notAfter of any certificate the server sent."""
+        return min((c.not_after for c in self.chain), default=self.not_after)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """Everything one probe of one target found."""
+
+    target: str
+    started: float
+    duration: float
+    success: bool
+    error: Reason | None
+    error_detail: str
+    starttls_advertised: bool | None
+    versions: tuple[VersionResult, ...]
+    negotiated: Negotiated | None
+    certificate: CertificateInfo | None
+
+    @property
+    def finished(self) -> float:
+        """Unix time the probe ended."""
+        return self.started + self.duration
+
+    def version(self, version: TLSVersion) -> VersionResult | None:
+        for result in self.versions:
+            if result.version is version:
+                return result
+        return None

@@ -1,0 +1,99 @@
+"""What to probe: one SMTP endpoint and how to talk to it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class TLSMode(enum.Enum):
+    """How TLS starts: after the SMTP STARTTLS command, or at once (port 465)."""
+
+    STARTTLS = "starttls"
+    IMPLICIT = "implicit"
+
+
+class TLSVersion(enum.Enum):
+    """Protocol versions the probe can test; the value is the `version` label."""
+
+    SSL2 = "ssl2"
+    SSL3 = "ssl3"
+    TLS1_0 = "1.0"
+    TLS1_1 = "1.1"
+    TLS1_2 = "1.2"
+    TLS1_3 = "1.3"
+
+    @property
+    def wire(self) -> int:
+        """The two-byte protocol version on the wire."""
+        return _WIRE[self]
+
+    @property
+    def display(self) -> str:
+        """The name people know it by (`TLSv1.2`)."""
+        return _DISPLAY[self]
+
+    @classmethod
+    def from_wire(cls, value: int) -> TLSVersion | None:
+        for version, wire in _WIRE.items():
+            if wire == value:
+                return version
+        return None
+
+
+_WIRE = {
+    TLSVersion.SSL2: 0x0002,
+    TLSVersion.SSL3: 0x0300,
+    TLSVersion.TLS1_0: 0x0301,
+    TLSVersion.TLS1_1: 0x0302,
+    TLSVersion.TLS1_2: 0x0303,
+    TLSVersion.TLS1_3: 0x0304,
+}
+_DISPLAY = {
+    TLSVersion.SSL2: "SSLv2",
+    TLSVersion.SSL3: "SSLv3",
+    TLSVersion.TLS1_0: "TLSv1.0",
+    TLSVersion.TLS1_1: "TLSv1.1",
+    TLSVersion.TLS1_2: "TLSv1.2",
+    TLSVersion.TLS1_3: "TLSv1.3",
+}
+
+#: The versions tested when none are configured (SSLv2 only on request).
+DEFAULT_VERSIONS: tuple[TLSVersion, ...] = (
+    TLSVersion.SSL3,
+    TLSVersion.TLS1_0,
+    TLSVersion.TLS1_1,
+    TLSVersion.TLS1_2,
+    TLSVersion.TLS1_3,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One SMTP endpoint with everything the probe and the scheduler need."""
+
+    host: str
+    port: int = 25
+    tls: TLSMode = TLSMode.STARTTLS
+    name: str = ""
+    servername: str = ""
+    ehlo_name: str = "localhost"
+    timeout: float = 30.0
+    interval: float = 300.0
+    versions: tuple[TLSVersion, ...] = DEFAULT_VERSIONS
+    ca_file: str | None = None
+    labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    #: At most this many connections to the host at once within one probe.
+    connections: int = 3
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.address)
+        if not self.servername:
+            object.__setattr__(self, "servername", self.host)
+
+    @property
+    def address(self) -> str:
+        """`host:port`, with IPv6 literals in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
