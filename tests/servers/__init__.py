@@ -1,0 +1,1 @@
+"""Real servers (Postfix) and certificates for the tests."""
