@@ -1,0 +1,70 @@
+"""The Grafana dashboard's panel queries, with Grafana's variables replaced by plain values.
+
+Used by the dashboard tests: every query must parse (promtool) and run against a real
+Prometheus.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD_PATH = REPO_ROOT / "deploy" / "grafana" / "dashboard.json"
+
+# What each variable becomes in a query run outside Grafana.
+VARIABLE_VALUES: dict[str, str] = {
+    "target": ".*",
+    "datasource": "prometheus",
+    "__rate_interval": "5m",
+    "__interval": "1m",
+    "__interval_ms": "60000",
+    "__range": "1h",
+    "__range_s": "3600",
+    "__range_ms": "3600000",
+}
+
+# $name, ${name} and ${name:format}.
+_VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
+
+
+def load_dashboard(path: Path = DASHBOARD_PATH) -> dict[str, Any]:
+    """The dashboard JSON as a dict."""
+    with path.open(encoding="utf-8") as f:
+        dashboard: dict[str, Any] = json.load(f)
+    return dashboard
+
+
+def iter_panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, including those inside collapsed rows; rows themselves excluded."""
+    for panel in dashboard.get("panels", []):
+        if panel.get("type") == "row":
+            yield from panel.get("panels", [])
+        else:
+            yield panel
+
+
+def substitute_variables(expr: str) -> str:
+    """Replace Grafana variables with the values in VARIABLE_VALUES; unknown ones raise."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in VARIABLE_VALUES:
+            raise KeyError(f"no test value for Grafana variable ${name} in {expr!r}")
+        return VARIABLE_VALUES[name]
+
+    return _VARIABLE.sub(replace, expr)
+
+
+def dashboard_queries(path: Path = DASHBOARD_PATH) -> list[tuple[str, str]]:
+    """(panel title, PromQL expression with variables substituted) for every panel query."""
+    queries = []
+    for panel in iter_panels(load_dashboard(path)):
+        for target in panel.get("targets", []):
+            if target.get("hide") or not target.get("expr"):
+                continue
+            queries.append((panel["title"], substitute_variables(target["expr"])))
+    return queries
