@@ -195,10 +195,13 @@ def parse_duration(text: str) -> float | None:
     match = _DURATION.fullmatch(text)
     if not text or match is None:
         return None
-    millis = sum(
-        int(g) * unit for g, unit in zip(match.groups(), _DURATION_MS, strict=True) if g is not None
-    )
-    return millis / 1000
+    try:
+        millis = sum(
+            int(g) * unit for g, unit in zip(match.groups(), _DURATION_MS, strict=True) if g
+        )
+        return millis / 1000
+    except (ValueError, OverflowError):  # more digits than any sane duration
+        return math.inf
 
 
 def format_duration(seconds: float) -> str:
@@ -226,6 +229,15 @@ class _Loader(yaml.SafeLoader):
         # so that its id cannot be reused while the map is in use.
         self.lines: dict[int, tuple[object, dict[Hashable, int]]] = {}
         self.duplicates: list[tuple[object, Hashable, int]] = []
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # Scalars such as `!!int x` or the date 2001-13-45 fail with a bare ValueError.
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {_describe(node.value)}: {exc}", node.start_mark
+            ) from None
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[dict[Any, Any]]:
@@ -330,7 +342,9 @@ class _Reader:
 
     def report_key(self, container: object, path: str, key: Hashable, message: str) -> None:
         """Report a problem with `container[key]`, which lives at `path`."""
-        self.report(_join(path, key), message, self._line(container, key))
+        self.report(
+            _join(path, key, isinstance(container, list)), message, self._line(container, key)
+        )
 
     # The file
 
@@ -503,8 +517,11 @@ class _Reader:
                 )
                 return None
         else:
-            seconds = float(value)
-            if not math.isfinite(seconds) or seconds < 0:
+            try:
+                seconds = float(value)
+            except OverflowError:
+                seconds = math.inf
+            if math.isnan(seconds) or seconds < 0:
                 self.report_key(mapping, path, key, f"must be {expected}, got {value}")
                 return None
         if minimum is not None and seconds < minimum:
@@ -641,7 +658,7 @@ class _Reader:
                 self.report_key(value, lpath, name, problem)
                 ok = False
                 continue
-            if isinstance(text, int) and not isinstance(text, bool):
+            if isinstance(text, int) and not isinstance(text, bool) and text.bit_length() <= 64:
                 text = str(text)
             if not isinstance(text, str):
                 self.report_key(
@@ -771,7 +788,7 @@ class _Reader:
 
     def _label_value(self, mapping: dict[Any, Any], path: str, key: str) -> str | None:
         value = mapping[key]
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 64:
             return str(value)
         return self._text(mapping, path, key)
 
@@ -789,8 +806,8 @@ def _pick(own: _T | None, default: _T | None, builtin: _T) -> _T:
     return builtin
 
 
-def _join(path: str, key: object) -> str:
-    if isinstance(key, int) and not isinstance(key, bool):
+def _join(path: str, key: object, index: bool = False) -> str:
+    if index:
         return f"{path}[{key}]"
     text = key if isinstance(key, str) else _describe(key)
     return f"{path}.{text}" if path else text
@@ -804,6 +821,8 @@ def _describe(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "a very large number"
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, Mapping):

@@ -1,0 +1,304 @@
+"""Pure helpers over X.509 certificates: the facts users see, and chain verification.
+
+The chain is fetched with verification off and verified here, separately, so an expired,
+self-signed or misnamed certificate still yields its dates and names, and the reason it
+fails is one users can act on.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import ipaddress
+import os
+import ssl
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from exporter.results import CertificateInfo, ChainCertificate, VerifyError
+
+_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+)
+
+
+class TrustStore:
+    """Trust anchors loaded once, plus the subjects they cover (to spot missing links)."""
+
+    def __init__(self, anchors: Sequence[x509.Certificate], source: str) -> None:
+        self.source = source
+        self.store = Store(list(anchors)) if anchors else None
+        self.subjects = frozenset(c.subject.public_bytes() for c in anchors)
+
+
+def _load_pem_file(path: str) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(Path(path).read_bytes())
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_store(path: str | None, _stamp: int) -> TrustStore:
+    if path is not None:
+        return TrustStore(_load_pem_file(path), path)
+    for candidate in _system_bundles():
+        try:
+            return TrustStore(_load_pem_file(candidate), candidate)
+        except (OSError, ValueError):
+            continue
+    return TrustStore([], "none")
+
+
+def _system_bundles() -> list[str]:
+    paths = ssl.get_default_verify_paths()
+    found = [p for p in (paths.cafile, paths.openssl_cafile) if p and os.path.isfile(p)]
+    found += [p for p in _BUNDLES if os.path.isfile(p)]
+    try:
+        import certifi  # type: ignore[import-not-found,unused-ignore]
+
+        found.append(str(certifi.where()))
+    except ImportError:
+        pass
+    return found
+
+
+def trust_store(ca_file: str | None = None) -> TrustStore:
+    """The anchors in `ca_file`, or the system store; re-read only when the file changes."""
+    if ca_file is None:
+        return _cached_store(None, 0)
+    try:
+        stamp = os.stat(ca_file).st_mtime_ns
+    except OSError:
+        stamp = 0
+    return _cached_store(ca_file, stamp)
+
+
+def _key_facts(cert: x509.Certificate) -> tuple[str, int]:
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError):
+        return "unknown", 0
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.curve.key_size
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "Ed25519", 256
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "Ed448", 456
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size
+    return type(key).__name__, 0
+
+
+def _sans(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    except ValueError:
+        return ()
+    names = ext.get_values_for_type(x509.DNSName)
+    addresses = [str(a) for a in ext.get_values_for_type(x509.IPAddress)]
+    return (*names, *addresses)
+
+
+def _signature_algorithm(cert: x509.Certificate) -> str:
+    oid = cert.signature_algorithm_oid
+    name = getattr(oid, "_name", "")
+    return str(name) if name and name != "Unknown OID" else oid.dotted_string
+
+
+def _name(name_obj: x509.Name) -> str:
+    try:
+        return name_obj.rfc4514_string()
+    except ValueError:
+        return "<unreadable>"
+
+
+def fingerprint(der: bytes) -> str:
+    """SHA-256 of the DER certificate, lower-case hex."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def summarize(der: bytes, cert: x509.Certificate) -> ChainCertificate:
+    return ChainCertificate(
+        subject=_name(cert.subject),
+        issuer=_name(cert.issuer),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        fingerprint_sha256=fingerprint(der),
+    )
+
+
+def _verify_subject(name: str) -> x509.verification.Subject:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name.strip("[]")))
+    except ValueError:
+        return x509.DNSName(name.rstrip(".").lower())
+
+
+def _name_in_leaf(sans: tuple[str, ...]) -> str | None:
+    """A name the leaf is certainly valid for, to test the chain apart from the hostname."""
+    for san in sans:
+        if san.startswith("*."):
+            return "wildcard-check." + san[2:]
+        if san and "*" not in san:
+            return san
+    return None
+
+
+def _server_auth(
+    _policy: Policy, _cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None
+) -> None:
+    if eku is None:
+        return
+    if ExtendedKeyUsageOID.SERVER_AUTH not in eku and (
+        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku
+    ):
+        raise ValueError("extended key usage does not allow server authentication")
+
+
+@functools.cache
+def _leaf_policy() -> ExtensionPolicy:
+    """Web PKI rules, but as lenient as OpenSSL-based MTAs about extension criticality.
+
+    Sending MTAs (Postfix, Exim, Exchange) accept a critical subjectAltName or
+    extendedKeyUsage; reporting such certificates as untrusted would be a false alarm.
+    """
+    return (
+        ExtensionPolicy.webpki_defaults_ee()
+        .require_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+        .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _server_auth)
+    )
+
+
+def _verify(
+    chain: Sequence[x509.Certificate], servername: str, trust: TrustStore, now: datetime
+) -> tuple[VerifyError | None, str]:
+    leaf, intermediates = chain[0], list(chain[1:])
+    for position, cert in enumerate(chain):
+        which = "leaf certificate" if position == 0 else f"chain certificate {position}"
+        if cert.not_valid_after_utc < now:
+            return VerifyError.EXPIRED, f"{which} expired at {cert.not_valid_after_utc:%Y-%m-%d}"
+        if cert.not_valid_before_utc > now:
+            return (
+                VerifyError.NOT_YET_VALID,
+                f"{which} is not valid before {cert.not_valid_before_utc:%Y-%m-%d}",
+            )
+    if trust.store is None:
+        return VerifyError.UNTRUSTED, f"no trust anchors could be loaded ({trust.source})"
+    sans = _sans(leaf)
+    if not sans:
+        return VerifyError.INVALID, "certificate has no subjectAltName"
+    builder = (
+        PolicyBuilder()
+        .store(trust.store)
+        .time(now)
+        .extension_policies(
+            ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_leaf_policy()
+        )
+    )
+    own_name = _name_in_leaf(sans)
+    try:
+        if own_name is not None:
+            builder.build_server_verifier(_verify_subject(own_name)).verify(leaf, intermediates)
+        builder.build_server_verifier(_verify_subject(servername)).verify(leaf, intermediates)
+    except VerificationError as exc:
+        detail = str(exc)
+        if own_name is not None and _chain_ok(builder, own_name, leaf, intermediates):
+            return VerifyError.HOSTNAME_MISMATCH, f"certificate is not valid for {servername}"
+        if leaf.issuer == leaf.subject and leaf.issuer.public_bytes() not in trust.subjects:
+            return VerifyError.SELF_SIGNED, "self-signed certificate"
+        known = trust.subjects | {c.subject.public_bytes() for c in intermediates}
+        if _top_issuer(chain).public_bytes() not in known:
+            return VerifyError.INCOMPLETE_CHAIN, f"issuer not sent and not trusted: {detail}"
+        return VerifyError.UNTRUSTED, detail
+    except (ValueError, TypeError) as exc:
+        return VerifyError.INVALID, str(exc)
+    return None, ""
+
+
+def _chain_ok(
+    builder: PolicyBuilder,
+    name: str,
+    leaf: x509.Certificate,
+    intermediates: list[x509.Certificate],
+) -> bool:
+    try:
+        builder.build_server_verifier(_verify_subject(name)).verify(leaf, intermediates)
+    except (VerificationError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _top_issuer(chain: Sequence[x509.Certificate]) -> x509.Name:
+    """The issuer of the last certificate reachable from the leaf through what was sent."""
+    by_subject = {c.subject.public_bytes(): c for c in chain}
+    current = chain[0]
+    for _ in range(len(chain)):
+        parent = by_subject.get(current.issuer.public_bytes())
+        if parent is None or parent is current:
+            break
+        current = parent
+    return current.issuer
+
+
+def analyze(
+    ders: Sequence[bytes],
+    servername: str,
+    trust: TrustStore,
+    now: datetime | None = None,
+) -> CertificateInfo | None:
+    """Facts about the leaf and chain, and whether it verifies for `servername`.
+
+    Returns None when no certificate was sent; raises ValueError when the leaf cannot
+    be parsed at all.
+    """
+    if not ders:
+        return None
+    now = now or datetime.now(UTC)
+    parsed: list[x509.Certificate] = []
+    for der in ders:
+        try:
+            parsed.append(x509.load_der_x509_certificate(der))
+        except ValueError as exc:
+            if not parsed:
+                raise ValueError(f"the server's certificate could not be parsed: {exc}") from None
+            break
+    leaf = parsed[0]
+    key_type, key_bits = _key_facts(leaf)
+    try:
+        verify_error, detail = _verify(parsed, servername, trust, now)
+    except Exception as exc:  # the verifier is strict; never let a certificate end a probe
+        verify_error, detail = VerifyError.INVALID, f"{type(exc).__name__}: {exc}"
+    return CertificateInfo(
+        subject=_name(leaf.subject),
+        issuer=_name(leaf.issuer),
+        serial=format(leaf.serial_number, "x"),
+        sans=_sans(leaf),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        key_type=key_type,
+        key_bits=key_bits,
+        signature_algorithm=_signature_algorithm(leaf),
+        fingerprint_sha256=fingerprint(ders[0]),
+        chain=tuple(summarize(der, c) for der, c in zip(ders, parsed, strict=False)),
+        verified=verify_error is None,
+        verify_error=verify_error,
+        verify_detail=detail[:512],
+    )

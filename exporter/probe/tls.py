@@ -1,0 +1,82 @@
+"""One real handshake through the local TLS library, as a default modern client makes it.
+
+This says what mail from an up-to-date sender ends up with (version and cipher), and is
+where a TLS 1.3-only server's certificate comes from: TLS 1.3 encrypts the Certificate
+message, so the hand-built hello cannot read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+from dataclasses import dataclass
+
+from exporter.probe.smtp import COMMAND_TIMEOUT, Deadline, ProbeFailure, quit_politely
+from exporter.results import Negotiated, Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    negotiated: Negotiated
+    certificates: tuple[bytes, ...]
+
+
+@functools.cache
+def default_client_context() -> ssl.SSLContext:
+    """The library's defaults for a client, with verification left to certs.py.
+
+    No trust store is loaded: verification happens separately, on the chain as sent.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:
+    """Every certificate the server sent, leaf first, without verifying any."""
+    public = getattr(ssl_object, "get_unverified_chain", None)  # Python 3.13+
+    if public is not None:
+        return tuple(bytes(c) for c in public())
+    inner = getattr(ssl_object, "_sslobj", None)
+    private = getattr(inner, "get_unverified_chain", None)  # 3.10-3.12, same code
+    if private is not None:
+        try:
+            chain = private() or []
+            return tuple(c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain)  # type: ignore[attr-defined]
+        except (AttributeError, ValueError, ssl.SSLError):
+            pass
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return (leaf,) if leaf else ()
+
+
+async def handshake(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    sni: str | None,
+    deadline: Deadline,
+) -> Handshake:
+    """Upgrade the connection with the default client context and read what it got."""
+    budget = deadline.budget(COMMAND_TIMEOUT)
+    if budget <= 0:
+        raise ProbeFailure(Reason.READ_TIMEOUT, "probe deadline reached")
+    try:
+        async with asyncio.timeout(budget):
+            await writer.start_tls(
+                default_client_context(), server_hostname=sni, ssl_handshake_timeout=budget
+            )
+    except TimeoutError:
+        raise ProbeFailure(Reason.READ_TIMEOUT, "TLS handshake timed out") from None
+    except ssl.SSLError as exc:
+        raise ProbeFailure(Reason.TLS_PROTOCOL_ERROR, exc.reason or str(exc)) from None
+    except (OSError, EOFError) as exc:
+        raise ProbeFailure(Reason.CONNECTION_CLOSED, str(exc) or type(exc).__name__) from None
+    ssl_object = writer.get_extra_info("ssl_object")
+    if not isinstance(ssl_object, ssl.SSLObject):
+        raise ProbeFailure(Reason.TLS_PROTOCOL_ERROR, "no TLS session after the handshake")
+    cipher = ssl_object.cipher()
+    negotiated = Negotiated(version=ssl_object.version() or "", cipher=cipher[0] if cipher else "")
+    certificates = _chain(ssl_object)
+    await quit_politely(reader, writer, deadline)
+    return Handshake(negotiated, certificates)

@@ -1,0 +1,177 @@
+"""SMTP servers run in-process, on loopback, for cases a real MTA cannot be made to show.
+
+Each server runs its own asyncio loop in a thread, so synchronous tests and subprocesses
+(the `check` command) can probe it alike. TLS comes from Python's `ssl` pinned to exact
+versions; hostile behaviour (resets, garbage, silence, hand-written ServerHellos) comes from
+a `raw` handler that sees the ClientHello bytes and answers what it likes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+RawHandler = Callable[[bytes, asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class Behaviour:
+    """How the server acts; the defaults make a plain, healthy STARTTLS server."""
+
+    greeting: tuple[str, ...] = ("220 inproc.test ESMTP",)
+    #: Seconds to wait before each greeting line after the first.
+    greeting_delay: float = 0.0
+    #: Never send any greeting at all.
+    silent: bool = False
+    ehlo: tuple[str, ...] = ("250-inproc.test", "250-PIPELINING", "250-SIZE 10240000")
+    starttls: bool = True
+    ehlo_reply: str | None = None
+    starttls_reply: str = "220 2.0.0 Ready to start TLS"
+    implicit: bool = False
+    #: Server TLS context; None with `raw` unset means TLS fails by closing.
+    context: ssl.SSLContext | None = None
+    #: Takes over right after STARTTLS (or at once, for implicit TLS).
+    raw: RawHandler | None = None
+    connections: list[str] = field(default_factory=list)
+
+
+def tls_context(
+    cert_file: str,
+    key_file: str,
+    minimum: ssl.TLSVersion = ssl.TLSVersion.MINIMUM_SUPPORTED,
+    maximum: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED,
+    ciphers: str = "ALL:@SECLEVEL=0",
+) -> ssl.SSLContext:
+    """A server context that speaks exactly the versions from minimum to maximum."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    context.set_ciphers(ciphers)
+    context.minimum_version = minimum
+    context.maximum_version = maximum
+    return context
+
+
+async def read_client_hello(reader: asyncio.StreamReader) -> bytes:
+    """One whole TLS record (the ClientHello) from the client."""
+    header = await reader.readexactly(5)
+    if header[0] & 0x80:  # SSLv2 format
+        length = ((header[0] & 0x7F) << 8) | header[1]
+        return header + await reader.readexactly(length + 2 - 5)
+    length = struct.unpack("!H", header[3:5])[0]
+    return header + await reader.readexactly(length)
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST, the way Windows Schannel refuses a version."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+class InprocServer:
+    """A threaded asyncio SMTP server on 127.0.0.1 (or ::1) following a Behaviour."""
+
+    def __init__(self, behaviour: Behaviour, host: str = "127.0.0.1") -> None:
+        self.behaviour = behaviour
+        self.host = host
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.Server | None = None
+
+    def __enter__(self) -> InprocServer:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        future.result(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        b = self.behaviour
+        b.connections.append("open")
+        try:
+            if b.implicit:
+                await self._tls(reader, writer)
+                return
+            if b.silent:
+                await asyncio.sleep(3600)
+            for position, line in enumerate(b.greeting):
+                if position and b.greeting_delay:
+                    await asyncio.sleep(b.greeting_delay)
+                writer.write(line.encode() + b"\r\n")
+                await writer.drain()
+            if not b.greeting[-1].startswith("220 "):
+                return
+            while True:
+                line = (await reader.readline()).strip().upper()
+                if not line:
+                    return
+                if line.startswith(b"EHLO"):
+                    if b.ehlo_reply:
+                        writer.write(b.ehlo_reply.encode() + b"\r\n")
+                        continue
+                    lines = list(b.ehlo) + (["250-STARTTLS"] if b.starttls else [])
+                    lines.append("250 8BITMIME")
+                    writer.write("".join(f"{x}\r\n" for x in lines).encode())
+                elif line == b"STARTTLS" and b.starttls:
+                    writer.write(b.starttls_reply.encode() + b"\r\n")
+                    await writer.drain()
+                    if b.starttls_reply.startswith("220"):
+                        await self._tls(reader, writer)
+                        return
+                elif line == b"QUIT":
+                    writer.write(b"221 2.0.0 Bye\r\n")
+                    await writer.drain()
+                    return
+                else:
+                    writer.write(b"502 5.5.2 Error: command not recognized\r\n")
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    async def _tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        b = self.behaviour
+        if b.raw is not None:
+            await b.raw(await read_client_hello(reader), writer)
+            return
+        if b.context is None:
+            return
+        async with asyncio.timeout(10):
+            await writer.start_tls(b.context)
+        if b.implicit:
+            writer.write(b"220 inproc.test ESMTP\r\n")
+            await writer.drain()
+        async with asyncio.timeout(10):
+            while line := (await reader.readline()).strip().upper():
+                if line == b"QUIT":
+                    writer.write(b"221 2.0.0 Bye\r\n")
+                    await writer.drain()
+                    return
+                writer.write(b"250 ok\r\n")
+                await writer.drain()
