@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from exporter.target import TLSMode, TLSVersion
+
 from .certs import CertFiles, TestCerts, make_test_certs
 
 HOST: Final = "127.0.0.1"
@@ -346,9 +347,7 @@ def _leaf_only_chain_file(cert: CertFiles) -> Path:
 
 
 def _run(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def _check(*args: str, timeout: float = 60.0) -> str:
@@ -408,7 +407,7 @@ class PostfixServers:
             if self.ipv6 or listener.host != HOST6
         }
         self._lock: IO[str] | None = None
-        self._backups: dict[Path, Path] = {}
+        self._backups: dict[Path, Path | None] = {}
         self._log_offset = 0
         self.running = False
 
@@ -538,19 +537,28 @@ class PostfixServers:
 
     def _backup(self, path: Path) -> None:
         """Keep a configuration file that these tests did not write."""
-        if path in self._backups or not path.exists():
+        if path in self._backups:
             return
-        if path.read_text(errors="replace").startswith(MARKER):
+        if not path.exists():
+            self._backups[path] = None  # remove it again in stop()
             return
         backup = path.with_name(path.name + ".before-tests")
+        if path.read_text(errors="replace").startswith(MARKER):
+            # Written by an earlier run that did not get to stop(): its backup is the original.
+            if backup.exists():
+                self._backups[path] = backup
+            return
         shutil.copy2(path, backup)
         self._backups[path] = backup
 
     def _restore_config(self) -> None:
         for path, backup in self._backups.items():
             with contextlib.suppress(OSError):
-                shutil.copy2(backup, path)
-                backup.unlink()
+                if backup is None:
+                    path.unlink()
+                else:
+                    shutil.copy2(backup, path)
+                    backup.unlink()
         self._backups.clear()
 
     def _postfix_running(self) -> bool:
