@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import os
 import ssl
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +49,10 @@ class TrustStore:
 
 
 def _load_pem_file(path: str) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(Path(path).read_bytes())
+    with warnings.catch_warnings():
+        # System bundles carry a few old roots with odd serials; they still anchor chains.
+        warnings.simplefilter("ignore")
+        return x509.load_pem_x509_certificates(Path(path).read_bytes())
 
 
 @functools.lru_cache(maxsize=32)
