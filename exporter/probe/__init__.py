@@ -42,6 +42,8 @@ _FATAL = frozenset(
     }
 )
 
+_GRACE = 0.2
+
 #: Order of the connections: the likeliest to succeed first, so the chain and the
 #: STARTTLS answer come early.
 _ORDER = (
@@ -205,15 +207,29 @@ async def _default_client(target: Target, address: str, deadline: Deadline) -> _
         return failure
 
 
+def _ends_probe(result: object) -> bool:
+    """True for answers every other connection of the probe would get too."""
+    return isinstance(result, _NotOffered) or (
+        isinstance(result, ProbeFailure) and result.reason in _FATAL
+    )
+
+
 async def _gather(
     target: Target, address: str, deadline: Deadline
 ) -> tuple[dict[TLSVersion, _Outcome], _DefaultOutcome]:
     """Run every connection, a few at a time; stop early when all would fail alike."""
     gate = asyncio.Semaphore(max(1, target.connections))
+    stop = asyncio.Event()
 
     async def gated(work: Callable[[], Awaitable[_T]]) -> _T:
         async with gate:
-            return await work()
+            if stop.is_set() or deadline.left() <= 0:
+                # Decided before this connection got its turn: don't open it at all.
+                raise asyncio.CancelledError
+            result = await work()
+            if _ends_probe(result):
+                stop.set()
+            return result
 
     def test(version: TLSVersion) -> Callable[[], Awaitable[_Outcome]]:
         return lambda: _test_version(target, address, version, deadline)
@@ -228,18 +244,19 @@ async def _gather(
     default: _DefaultOutcome = ProbeFailure(Reason.PROBE_DEADLINE, "probe deadline reached")
     pending: set[asyncio.Task[Any]] = {default_task, *version_tasks}
     try:
-        async with asyncio.timeout(deadline.budget()):
+        # A little grace, so a step that times out at the deadline reports its own reason.
+        async with asyncio.timeout(deadline.budget() + _GRACE):
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
+                    if task.cancelled():
+                        continue
                     result: _Outcome | _DefaultOutcome = task.result()
                     if task is default_task:
                         default = task.result()
                     else:
                         outcomes[version_tasks[task]] = task.result()
-                    if isinstance(result, _NotOffered) or (
-                        isinstance(result, ProbeFailure) and result.reason in _FATAL
-                    ):
+                    if _ends_probe(result):
                         for other in pending:
                             other.cancel()
                         await asyncio.gather(*pending, return_exceptions=True)
@@ -303,7 +320,7 @@ def _summarize(
             versions.append(
                 VersionResult(version, Verdict.UNKNOWN, failure.detail or failure.reason.value)
             )
-            if error is None or error.reason is Reason.TLS_BROKEN:
+            if error is None or error.reason in (Reason.TLS_BROKEN, Reason.PROBE_DEADLINE):
                 error = failure
 
     negotiated = default.negotiated if isinstance(default, tls.Handshake) else None

@@ -128,6 +128,8 @@ async def connect(
                 return await asyncio.open_connection(address, port, limit=MAX_LINE)
         except ConnectionRefusedError:
             raise ProbeFailure(Reason.CONNECT_REFUSED, "connection refused") from None
+        except TimeoutError:
+            raise  # an OSError too, but the phase turns it into CONNECT_TIMEOUT
         except OSError as exc:
             raise ProbeFailure(Reason.CONNECT_ERROR, _os_error(exc)) from None
 

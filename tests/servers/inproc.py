@@ -84,6 +84,7 @@ class InprocServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
 
     def __enter__(self) -> InprocServer:
         self._thread.start()
@@ -95,6 +96,7 @@ class InprocServer:
         asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     @property
     def address(self) -> str:
@@ -108,11 +110,16 @@ class InprocServer:
     async def _stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         b = self.behaviour
         b.connections.append("open")
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)  # type: ignore[arg-type]
         try:
             if b.implicit:
                 await self._tls(reader, writer)
@@ -152,8 +159,11 @@ class InprocServer:
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError):
             pass
+        except asyncio.CancelledError:
+            pass
         finally:
             writer.transport.abort()
+            self._handlers.discard(task)  # type: ignore[arg-type]
 
     async def _tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         b = self.behaviour

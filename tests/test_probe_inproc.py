@@ -1,0 +1,408 @@
+"""The probe against in-process servers: pinned versions, hostile and broken servers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.probe import probe
+from exporter.results import ProbeResult, Reason, VerifyError
+from exporter.target import Target, TLSMode, TLSVersion
+from tests.servers import tlsbytes
+from tests.servers.certs import TestCerts, make_test_certs
+from tests.servers.inproc import Behaviour, InprocServer, reset, tls_context
+
+V = ssl.TLSVersion
+ALL5 = ("ssl3", "1.0", "1.1", "1.2", "1.3")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> TestCerts:
+    return make_test_certs(tmp_path_factory.mktemp("certs"))
+
+
+def context(certs: TestCerts, low: V, high: V, which: str = "rsa") -> ssl.SSLContext:
+    files = certs.all()[which]
+    return tls_context(str(files.cert), str(files.key), low, high)
+
+
+def run(server: InprocServer, certs: TestCerts | None = None, **overrides: object) -> ProbeResult:
+    settings: dict[str, object] = {
+        "host": server.host,
+        "port": server.port,
+        "servername": "mail.test",
+        "timeout": 10.0,
+        "ehlo_name": "probe.test",
+    }
+    if certs is not None:
+        settings["ca_file"] = str(certs.ca_pem)
+    settings.update(overrides)
+    return asyncio.run(probe(Target(**settings)))  # type: ignore[arg-type]
+
+
+def verdicts(result: ProbeResult) -> dict[str, bool | None]:
+    return {v.version.value: v.supported for v in result.versions}
+
+
+@pytest.fixture
+def serve() -> Iterator[type[InprocServer]]:
+    yield InprocServer
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected", "negotiated"),
+    [
+        (V.TLSv1, V.TLSv1, {"1.0"}, None),
+        (V.TLSv1_1, V.TLSv1_1, {"1.1"}, None),
+        (V.TLSv1_2, V.TLSv1_2, {"1.2"}, "TLSv1.2"),
+        (V.TLSv1_3, V.TLSv1_3, {"1.3"}, "TLSv1.3"),
+        (V.TLSv1, V.TLSv1_1, {"1.0", "1.1"}, None),
+        (V.TLSv1, V.TLSv1_3, {"1.0", "1.1", "1.2", "1.3"}, "TLSv1.3"),
+    ],
+    ids=["1.0", "1.1", "1.2", "1.3", "1.0+1.1", "1.0-1.3"],
+)
+def test_pinned_versions(
+    certs: TestCerts, low: V, high: V, expected: set[str], negotiated: str | None
+) -> None:
+    with InprocServer(Behaviour(context=context(certs, low, high))) as server:
+        result = run(server, certs)
+    assert result.success, result.error_detail
+    assert result.starttls_advertised is True
+    assert verdicts(result) == {v: v in expected for v in ALL5}
+    assert (result.negotiated.version if result.negotiated else None) == negotiated
+    cert = result.certificate
+    assert cert is not None
+    assert cert.verified, cert.verify_detail
+    assert "mail.test" in cert.sans
+    assert len(cert.chain) == 2  # leaf and intermediate, read also from TLS 1.0-only servers
+    assert cert.not_after == certs.rsa.not_after.replace(microsecond=0)
+
+
+def test_tls13_only_server_sending_hello_retry_request(certs: TestCerts) -> None:
+    ctx = context(certs, V.TLSv1_3, V.TLSv1_3)
+    ctx.set_ecdh_curve("secp384r1")  # the hello's x25519 key share forces a retry request
+    with InprocServer(Behaviour(context=ctx)) as server:
+        result = run(server, certs)
+    assert verdicts(result) == {v: v == "1.3" for v in ALL5}
+    assert result.certificate is not None and result.certificate.verified
+
+
+def test_handwritten_hello_retry_request_counts_as_tls13() -> None:
+    async def answer(client_hello: bytes, writer: asyncio.StreamWriter) -> None:
+        if tlsbytes.offered_version(client_hello) == 0x0304:
+            hrr = tlsbytes.server_hello(0x0304, 0x1301, tlsbytes.HELLO_RETRY_REQUEST_RANDOM)
+            writer.write(tlsbytes.record(22, hrr))
+        else:
+            writer.write(tlsbytes.alert(70))
+        await writer.drain()
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server, versions=(TLSVersion.TLS1_2, TLSVersion.TLS1_3))
+    assert verdicts(result) == {"1.2": False, "1.3": True}
+    assert result.version(TLSVersion.TLS1_2).detail == "alert protocol_version"  # type: ignore[union-attr]
+
+
+def test_sslv3_only_server(certs: TestCerts) -> None:
+    """No local TLS library speaks SSLv3 any more: the verdict must come from our own bytes."""
+    der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())
+
+    async def answer(client_hello: bytes, writer: asyncio.StreamWriter) -> None:
+        if tlsbytes.offered_version(client_hello) == 0x0300:
+            writer.write(tlsbytes.flight(0x0300, (der,), cipher=0x000A))
+        else:
+            writer.write(tlsbytes.alert(40))
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server, certs)
+    assert verdicts(result) == {v: v == "ssl3" for v in ALL5}
+    assert result.version(TLSVersion.SSL3).cipher == 0x000A  # type: ignore[union-attr]
+    assert result.negotiated is None
+    assert result.certificate is not None
+    assert result.certificate.verify_error is VerifyError.INCOMPLETE_CHAIN
+    assert result.success
+
+
+def test_sslv2_on_request() -> None:
+    async def answer(client_hello: bytes, writer: asyncio.StreamWriter) -> None:
+        if client_hello[0] & 0x80:
+            body = b"\x04\x00\x01\x00\x02" + (4).to_bytes(2, "big") + (3).to_bytes(2, "big")
+            body += (16).to_bytes(2, "big") + b"cert" + b"\x07\x00\xc0" + b"\x00" * 16
+            writer.write((0x8000 | len(body)).to_bytes(2, "big") + body)
+        else:
+            writer.write(tlsbytes.alert(40))
+        await writer.drain()
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server, versions=(TLSVersion.SSL2, TLSVersion.TLS1_2))
+    assert verdicts(result) == {"ssl2": True, "1.2": False}
+
+
+def _der() -> object:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.DER
+
+
+def test_resets_count_as_refused_when_another_version_works(certs: TestCerts) -> None:
+    """Windows Schannel resets on versions it refuses, without an alert."""
+    der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())  # type: ignore[arg-type]
+
+    async def answer(client_hello: bytes, writer: asyncio.StreamWriter) -> None:
+        if tlsbytes.offered_version(client_hello) == 0x0303:
+            writer.write(tlsbytes.flight(0x0303, (der,), cipher=0xC030))
+            await writer.drain()
+            await asyncio.sleep(0.5)
+        else:
+            reset(writer)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server, certs)
+    assert result.success
+    assert verdicts(result) == {v: v == "1.2" for v in ALL5}
+    assert result.version(TLSVersion.TLS1_0).detail == "connection reset"  # type: ignore[union-attr]
+
+
+def test_resets_on_every_version_mean_tls_is_broken() -> None:
+    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+        reset(writer)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server)
+    assert not result.success
+    assert result.error is Reason.TLS_BROKEN
+    assert verdicts(result) == dict.fromkeys(ALL5)
+
+
+def test_reset_right_after_starttls_is_tls_broken() -> None:
+    behaviour = Behaviour()
+    with InprocServer(behaviour) as server:
+        result = run(server)  # no context, no raw handler: the server closes after 220
+    assert result.error is Reason.TLS_BROKEN
+    assert verdicts(result) == dict.fromkeys(ALL5)
+
+
+def test_server_choosing_another_version_refuses_the_one_asked(certs: TestCerts) -> None:
+    der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())  # type: ignore[arg-type]
+
+    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(tlsbytes.flight(0x0303, (der,)))
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server, certs, versions=(TLSVersion.TLS1_0, TLSVersion.TLS1_2))
+    assert verdicts(result) == {"1.0": False, "1.2": True}
+    assert result.version(TLSVersion.TLS1_0).detail == "server chose TLSv1.2"  # type: ignore[union-attr]
+
+
+def test_plaintext_answer_to_client_hello_is_a_starttls_failure() -> None:
+    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"454 4.7.0 TLS not available due to local problem\r\n")
+        await writer.drain()
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server)
+    assert result.error is Reason.STARTTLS_REJECTED
+    assert "454 4.7.0" in result.error_detail
+    assert verdicts(result) == dict.fromkeys(ALL5)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason", "words"),
+    [
+        (
+            Behaviour(greeting=("421-mx.test busy", "421 4.3.2 try again later")),
+            Reason.GREETING_REJECTED,
+            "421 4.3.2 try again later",
+        ),
+        (Behaviour(greeting=("554 5.7.1 no SMTP service here",)), Reason.GREETING_REJECTED, "554"),
+        (Behaviour(ehlo_reply="550 5.7.1 go away"), Reason.EHLO_REJECTED, "550 5.7.1 go away"),
+        (
+            Behaviour(starttls_reply="454 4.7.0 TLS not available"),
+            Reason.STARTTLS_REJECTED,
+            "454 4.7.0",
+        ),
+        (Behaviour(greeting=("hello there",)), Reason.SMTP_PROTOCOL_ERROR, "hello there"),
+        (Behaviour(greeting=("220-" + "x" * 9000, "220 ok")), Reason.SMTP_PROTOCOL_ERROR, "longer"),
+        (
+            Behaviour(greeting=tuple(["220-spam"] * 500) + ("220 ok",)),
+            Reason.SMTP_PROTOCOL_ERROR,
+            "lines",
+        ),
+    ],
+    ids=["421", "554", "ehlo-550", "starttls-454", "garbage", "long-line", "endless-reply"],
+)
+def test_smtp_failures_keep_the_servers_words(
+    behaviour: Behaviour, reason: Reason, words: str
+) -> None:
+    with InprocServer(behaviour) as server:
+        result = run(server)
+    assert not result.success
+    assert result.error is reason
+    assert words in result.error_detail
+    # A rejection is not a verdict: nothing is reported refused.
+    assert verdicts(result) == dict.fromkeys(ALL5)
+    assert result.starttls_advertised is None
+
+
+def test_no_starttls_means_every_version_refused_and_success() -> None:
+    with InprocServer(Behaviour(starttls=False)) as server:
+        result = run(server)
+    assert result.success
+    assert result.starttls_advertised is False
+    assert verdicts(result) == dict.fromkeys(ALL5, False)
+    assert result.certificate is None
+    assert len(server.behaviour.connections) <= 3  # it stops early instead of trying them all
+
+
+def test_delayed_multiline_greeting(certs: TestCerts) -> None:
+    behaviour = Behaviour(
+        greeting=("220-mx.test ESMTP please wait", "220-still here", "220 mx.test ready"),
+        greeting_delay=0.6,
+        context=context(certs, V.TLSv1_2, V.TLSv1_3),
+    )
+    with InprocServer(behaviour) as server:
+        result = run(server, certs, connections=5)
+    assert result.success, result.error_detail
+    assert verdicts(result) == {v: v in ("1.2", "1.3") for v in ALL5}
+    # Five connections at once: the greeting waits overlap instead of adding up.
+    assert result.duration < 6 * 1.2
+
+
+def test_silent_server_times_out_as_unknown() -> None:
+    with InprocServer(Behaviour(silent=True)) as server:
+        result = run(server, timeout=1.0)
+    assert result.error is Reason.GREETING_TIMEOUT
+    assert verdicts(result) == dict.fromkeys(ALL5)
+    assert result.duration < 3
+
+
+def test_server_silent_after_client_hello_is_unknown_not_refused() -> None:
+    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server, timeout=1.5)
+    assert not result.success
+    assert result.error in (Reason.READ_TIMEOUT, Reason.PROBE_DEADLINE)
+    assert verdicts(result) == dict.fromkeys(ALL5)
+    assert result.duration < 4
+
+
+def test_binary_garbage_after_client_hello() -> None:
+    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"\x01\x02\x03\x04\x05\x06\x07\x08")
+        await writer.drain()
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server)
+    assert result.error is Reason.TLS_PROTOCOL_ERROR
+    assert verdicts(result) == dict.fromkeys(ALL5)
+
+
+def test_oversized_first_flight_costs_one_probe(certs: TestCerts) -> None:
+    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+        messages = tlsbytes.server_hello(0x0303) + b"\x0b" + (2**23).to_bytes(3, "big")
+        writer.write(tlsbytes.record(22, messages))
+        for _ in range(40):
+            writer.write(tlsbytes.record(22, b"\x00" * 16000))
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server, versions=(TLSVersion.TLS1_2,))
+    assert not result.success
+    assert result.error is Reason.TLS_PROTOCOL_ERROR
+
+
+def test_connection_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = asyncio.run(probe(Target(host="127.0.0.1", port=port, timeout=5)))
+    assert result.error is Reason.CONNECT_REFUSED
+    assert verdicts(result) == dict.fromkeys(ALL5)
+
+
+def test_unresolvable_host() -> None:
+    result = asyncio.run(probe(Target(host="no-such-host.invalid", timeout=5)))
+    assert result.error is Reason.RESOLVE_FAILED
+
+
+def test_implicit_tls(certs: TestCerts) -> None:
+    behaviour = Behaviour(implicit=True, context=context(certs, V.TLSv1_2, V.TLSv1_3))
+    with InprocServer(behaviour) as server:
+        result = run(server, certs, tls=TLSMode.IMPLICIT)
+    assert result.success, result.error_detail
+    assert result.starttls_advertised is None
+    assert verdicts(result) == {v: v in ("1.2", "1.3") for v in ALL5}
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no ::1 on this machine")
+def test_ipv6(certs: TestCerts) -> None:
+    behaviour = Behaviour(context=context(certs, V.TLSv1_2, V.TLSv1_3))
+    with InprocServer(behaviour, host="::1") as server:
+        result = run(server, certs)
+    assert result.success, result.error_detail
+    assert result.target == f"[::1]:{server.port}"
+    assert verdicts(result)["1.2"] is True
+
+
+@pytest.mark.parametrize(
+    ("which", "servername", "error"),
+    [
+        ("expired", "mail.test", VerifyError.EXPIRED),
+        ("selfsigned", "mail.test", VerifyError.SELF_SIGNED),
+        ("rsa", "wrong.example", VerifyError.HOSTNAME_MISMATCH),
+        ("ecdsa", "mail.test", None),
+    ],
+)
+def test_certificate_verdicts(
+    certs: TestCerts, which: str, servername: str, error: VerifyError | None
+) -> None:
+    with InprocServer(Behaviour(context=context(certs, V.TLSv1_2, V.TLSv1_3, which))) as server:
+        result = run(server, certs, servername=servername)
+    assert result.success
+    cert = result.certificate
+    assert cert is not None
+    assert cert.verify_error is error, cert.verify_detail
+    assert cert.verified is (error is None)
+    files = certs.all()[which]
+    assert cert.not_after == files.not_after.replace(microsecond=0)
+    if which == "ecdsa":
+        assert (cert.key_type, cert.key_bits) == ("EC", 256)
+
+
+def test_incomplete_chain(certs: TestCerts, tmp_path: Path) -> None:
+    ctx = tls_context(str(certs.rsa.leaf), str(certs.rsa.key), V.TLSv1_2, V.TLSv1_2)
+    with InprocServer(Behaviour(context=ctx)) as server:
+        result = run(server, certs)
+    assert result.certificate is not None
+    assert result.certificate.verify_error is VerifyError.INCOMPLETE_CHAIN
+
+
+def test_untrusted_when_anchor_missing(certs: TestCerts) -> None:
+    with InprocServer(Behaviour(context=context(certs, V.TLSv1_2, V.TLSv1_2))) as server:
+        result = run(server)  # system store: does not hold the test CA
+    assert result.certificate is not None
+    assert result.certificate.verify_error in (
+        VerifyError.UNTRUSTED,
+        VerifyError.INCOMPLETE_CHAIN,
+    )
+    assert not result.certificate.verified
