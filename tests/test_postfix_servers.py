@@ -334,3 +334,10 @@ def test_log_tail_shows_this_run(postfix: PostfixServers) -> None:
     while "postfix-test/tls12/smtpd" not in postfix.log_tail(200):
         assert time.monotonic() < deadline, postfix.log_tail()
         time.sleep(0.1)
+
+
+def test_target_describes_a_listener(postfix: PostfixServers) -> None:
+    target = postfix.target("implicit")
+    assert (target.host, target.port, target.tls) == ("127.0.0.1", 2608, TLSMode.IMPLICIT)
+    assert target.ca_file == str(postfix.ca_file)
+    assert postfix.target("postscreen").timeout > POSTSCREEN_GREET_WAIT

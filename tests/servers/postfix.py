@@ -27,9 +27,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
-from exporter.target import TLSMode, TLSVersion
+from exporter.target import Target, TLSMode, TLSVersion
 
 from .certs import CertFiles, TestCerts, make_test_certs
 
@@ -452,6 +452,21 @@ class PostfixServers:
         """``(host, port)`` of a listener."""
         listener = self.listener(name)
         return listener.host, listener.port
+
+    def target(self, name: str, **overrides: Any) -> Target:
+        """A probe :class:`Target` for a listener: SNI ``localhost``, the test CA as trust."""
+        listener = self.listener(name)
+        fields: dict[str, Any] = {
+            "host": listener.host,
+            "port": listener.port,
+            "tls": listener.tls,
+            "name": name,
+            "servername": "localhost",
+            "ehlo_name": "client.test",
+            "timeout": 10.0 + listener.greet_delay,
+            "ca_file": str(self.ca_file),
+        }
+        return Target(**(fields | overrides))
 
     def log_tail(self, lines: int = 50, *, since_start: bool = True) -> str:
         """The last lines of Postfix's log (by default only what this run logged)."""
