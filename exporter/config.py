@@ -152,11 +152,14 @@ def parse_config(
     `default_ehlo_name` is the EHLO name for targets that set none; when None it is
     `machine_ehlo_name()`, looked up at most once per call and only if some target needs it.
     """
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [_yaml_problem(exc, text)]) from None
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as exc:
-        raise ConfigError(source, [_yaml_problem(exc)]) from None
+        raise ConfigError(source, [_yaml_problem(exc, text)]) from None
     except RecursionError:
         raise ConfigError(source, ["invalid YAML: nested too deeply"]) from None
     finally:
@@ -231,12 +234,17 @@ class _Loader(yaml.SafeLoader):
         self.duplicates: list[tuple[object, Hashable, int]] = []
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        # Scalars such as `!!int x` or the date 2001-13-45 fail with a bare ValueError.
+        # Scalars such as `!!int x`, `!!bool ''` or the date 2001-13-45 fail with bare
+        # ValueError, IndexError or KeyError; they are problems of the file all the same.
         try:
             return super().construct_object(node, deep)
-        except (ValueError, OverflowError) as exc:
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            why = f": {exc}" if isinstance(exc, ValueError) and str(exc) else ""
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read {_describe(node.value)}: {exc}", node.start_mark
+                None, None, f"cannot read {_describe(node.value)} as {kind}{why}", node.start_mark
             ) from None
 
 
@@ -273,7 +281,7 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> str:
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         what = "; ".join(part for part in (exc.context, exc.problem) if part)
@@ -281,7 +289,10 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
             return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}"
         return f"invalid YAML: {what}"
     if isinstance(exc, yaml.reader.ReaderError):
-        return f"invalid YAML: character {exc.character!r} at offset {exc.position} is not allowed"
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        return f"invalid YAML at line {line}, column {column}: the character {char} is not allowed"
     return f"invalid YAML: {exc}"
 
 
