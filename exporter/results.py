@@ -27,6 +27,7 @@ class Reason(enum.Enum):
     TLS_PROTOCOL_ERROR = "tls_protocol_error"
     TLS_BROKEN = "tls_broken"
     PROBE_DEADLINE = "probe_deadline"
+    INTERNAL_ERROR = "internal_error"
 
 
 class Verdict(enum.Enum):

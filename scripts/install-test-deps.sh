@@ -14,6 +14,7 @@ PACKAGES=(
     ca-certificates
     procps
     iproute2
+    unzip # for scripts/install-helm.sh
 )
 
 APT_GET=(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)

@@ -1,0 +1,219 @@
+"""When each target is probed: intervals, spread, concurrency bounds, one probe per host.
+
+One dispatcher task and a heap of due times serve any number of targets; probes run as
+tasks on the same event loop. Each target fires at a stable phase inside its interval
+(from a hash of its name), so ten thousand targets on a 5m interval spread over the five
+minutes instead of firing together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from exporter.results import ProbeResult, Reason
+from exporter.store import ResultStore
+from exporter.target import Target
+
+log = logging.getLogger("exporter.scheduler")
+
+ProbeFunction = Callable[[Target], Awaitable[ProbeResult]]
+
+#: How long a due probe waits before trying again while its host is busy.
+_HOST_BUSY_RETRY = 1.0
+#: Extra time past a target's own timeout before its probe is abandoned.
+_SAFETY_MARGIN = 5.0
+
+
+def probe_key(target: Target) -> tuple[object, ...]:
+    """Everything that changes what a probe measures; labels and interval do not."""
+    return (
+        target.host,
+        target.port,
+        target.tls,
+        target.servername,
+        target.ehlo_name,
+        target.versions,
+        target.ca_file,
+        target.timeout,
+        target.connections,
+    )
+
+
+@dataclass
+class _State:
+    target: Target
+    generation: int
+    phase: float
+    running: asyncio.Task[None] | None = None
+    last_start: float | None = None
+    due: float = 0.0
+
+
+@dataclass(order=True)
+class _Entry:
+    due: float
+    name: str = field(compare=False)
+    generation: int = field(compare=False)
+
+
+def _failure(
+    target: Target, started: float, clock: float, reason: Reason, detail: str
+) -> ProbeResult:
+    from exporter.results import Verdict, VersionResult
+
+    return ProbeResult(
+        target=target.name,
+        started=started,
+        duration=time.monotonic() - clock,
+        success=False,
+        error=reason,
+        error_detail=detail,
+        starttls_advertised=None,
+        versions=tuple(VersionResult(v, Verdict.UNKNOWN, detail) for v in target.versions),
+        negotiated=None,
+        certificate=None,
+    )
+
+
+class Scheduler:
+    """Probes the store's targets on their intervals and records the results."""
+
+    def __init__(
+        self,
+        store: ResultStore,
+        probe: ProbeFunction,
+        concurrency: int = 50,
+        on_result: Callable[[Target, ProbeResult], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._probe = probe
+        self._concurrency = max(1, concurrency)
+        self._on_result = on_result
+        self._states: dict[str, _State] = {}
+        self._heap: list[_Entry] = []
+        self._busy_hosts: dict[str, str] = {}
+        self._running = 0
+        self._wake = asyncio.Event()
+        self._generation = 0
+        self._epoch = time.monotonic()
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def apply(self, targets: tuple[Target, ...]) -> None:
+        """Switch to a new target list: new ones start now, unchanged ones keep their
+        schedule and results, removed ones stop and lose their series."""
+        old = self._states
+        new: dict[str, _State] = {}
+        keep: set[str] = set()
+        now = time.monotonic()
+        for target in targets:
+            previous = old.get(target.name)
+            if previous is not None and probe_key(previous.target) == probe_key(target):
+                keep.add(target.name)
+                previous.target = target
+                if previous.last_start is not None:
+                    due = self._next_due(target, previous.last_start, previous.phase)
+                    if due != previous.due:
+                        self._push(previous, due)
+                new[target.name] = previous
+                continue
+            if previous is not None and previous.running is not None:
+                previous.running.cancel()
+            self._generation += 1
+            phase = (zlib.crc32(target.name.encode()) / 2**32) * target.interval
+            state = _State(target=target, generation=self._generation, phase=phase)
+            new[target.name] = state
+            self._push(state, now)
+        for name, state in old.items():
+            if name not in new and state.running is not None:
+                state.running.cancel()
+        self._states = new
+        self._store.set_targets(targets, frozenset(keep))
+        self._wake.set()
+
+    def _next_due(self, target: Target, last_start: float, phase: float) -> float:
+        """The next time on this target's phase grid at least half an interval after start."""
+        interval = target.interval
+        base = self._epoch + phase
+        earliest = last_start + interval / 2
+        periods = max(0, int((earliest - base) // interval) + 1)
+        return base + periods * interval
+
+    def _push(self, state: _State, due: float) -> None:
+        state.due = due
+        heapq.heappush(self._heap, _Entry(due, state.target.name, state.generation))
+
+    async def run(self) -> None:
+        """Dispatch due probes forever (until cancelled)."""
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            while self._heap and self._heap[0].due <= now and self._running < self._concurrency:
+                entry = heapq.heappop(self._heap)
+                state = self._states.get(entry.name)
+                if state is None or state.generation != entry.generation or state.due != entry.due:
+                    continue  # superseded by a reload or a reschedule
+                if state.running is not None:
+                    continue  # still probing; rescheduled when it ends
+                host = state.target.host.lower()
+                if host in self._busy_hosts:
+                    self._push(state, now + _HOST_BUSY_RETRY)
+                    continue
+                self._start(state, host)
+            delay = None
+            if self._heap and self._running < self._concurrency:
+                delay = max(0.0, self._heap[0].due - time.monotonic())
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    def _start(self, state: _State, host: str) -> None:
+        self._running += 1
+        self._busy_hosts[host] = state.target.name
+        state.last_start = time.monotonic()
+        state.running = asyncio.create_task(self._probe_one(state, host))
+
+    async def _probe_one(self, state: _State, host: str) -> None:
+        target = state.target
+        started, clock = time.time(), time.monotonic()
+        try:
+            try:
+                async with asyncio.timeout(target.timeout + _SAFETY_MARGIN):
+                    result = await self._probe(target)
+            except TimeoutError:
+                result = _failure(target, started, clock, Reason.PROBE_DEADLINE, "probe overran")
+            except Exception as exc:  # a bug must cost one probe, never the exporter
+                log.exception("probe of %s crashed", target.name)
+                result = _failure(
+                    target, started, clock, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+                )
+            current = self._states.get(target.name)
+            if current is state:
+                self._store.record(state.target, result)
+                if self._on_result is not None:
+                    self._on_result(state.target, result)
+        finally:
+            self._running -= 1
+            if self._busy_hosts.get(host) == target.name:
+                del self._busy_hosts[host]
+            state.running = None
+            if self._states.get(target.name) is state and state.last_start is not None:
+                self._push(state, self._next_due(state.target, state.last_start, state.phase))
+            self._wake.set()
+
+    async def stop(self) -> None:
+        """Cancel every running probe and wait for them."""
+        tasks = [s.running for s in self._states.values() if s.running is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

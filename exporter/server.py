@@ -1,0 +1,185 @@
+"""The long-running exporter: flags, config (re)loading, scheduler and HTTP wired together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+from prometheus_client.registry import CollectorRegistry
+
+from exporter import __version__
+from exporter.collector import ResultCollector
+from exporter.config import Config, ConfigError, load_config
+from exporter.logs import LEVELS, setup
+from exporter.probe import probe
+from exporter.results import ProbeResult
+from exporter.scheduler import Scheduler
+from exporter.store import ResultStore
+from exporter.target import Target
+
+log = logging.getLogger("exporter")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smtp-tls-exporter",
+        description="Prometheus exporter: which TLS versions SMTP servers accept, and "
+        "when their certificates expire. `smtp-tls-exporter check HOST` probes once.",
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default="config.yaml",
+        help="YAML file with the targets (default: config.yaml)",
+    )
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the config file and exit (0 good, 1 bad)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        default=":9025",
+        help="HOST:PORT to serve /metrics on (default :9025)",
+    )
+    parser.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info")
+    parser.add_argument(
+        "--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt"
+    )
+    parser.add_argument(
+        "--probe.concurrency",
+        dest="concurrency",
+        type=int,
+        default=50,
+        metavar="N",
+        help="probes running at once across all targets (50)",
+    )
+    parser.add_argument("--version", action="version", version=f"smtp-tls-exporter {__version__}")
+    return parser  # fmt: skip
+
+
+def parse_listen_address(text: str) -> tuple[str | None, int]:
+    """`:9025`, `0.0.0.0:9025`, `[::1]:9025` or `localhost:9025`."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"bad port in {text!r}")
+    return host or None, int(port_text)
+
+
+def _log_result(target: Target, result: ProbeResult) -> None:
+    fields = {
+        "target": target.name,
+        "success": result.success,
+        "duration_seconds": round(result.duration, 3),
+        "versions": ",".join(v.version.value for v in result.versions if v.supported) or "none",
+    }
+    if result.error is None:
+        log.debug("probe finished", extra={"fields": fields})
+        return
+    fields["reason"] = result.error.value
+    fields["detail"] = result.error_detail
+    log.info("probe failed", extra={"fields": fields})
+
+
+class Exporter:
+    """Owns the running config; reloads swap it only when the new file is valid."""
+
+    def __init__(self, config_file: str, concurrency: int) -> None:
+        self.config_file = config_file
+        self.store = ResultStore()
+        self.scheduler = Scheduler(self.store, probe, concurrency, on_result=_log_result)
+        self.config: Config | None = None
+        self._reload_lock = asyncio.Lock()
+
+    def install(self, config: Config) -> None:
+        self.config = config
+        self.scheduler.apply(config.targets)
+        self.store.reloaded(True)
+        log.info(
+            "config loaded",
+            extra={"fields": {"file": self.config_file, "targets": len(config.targets)}},
+        )
+
+    async def reload(self) -> tuple[bool, str]:
+        async with self._reload_lock:
+            loop = asyncio.get_running_loop()
+            try:
+                config = await loop.run_in_executor(None, load_config, self.config_file)
+            except ConfigError as exc:
+                self.store.reloaded(False, str(exc))
+                log.error(
+                    "config reload failed; the previous config keeps running",
+                    extra={"fields": {"file": self.config_file, "problems": list(exc.problems)}},
+                )
+                return False, str(exc)
+            self.install(config)
+            return True, f"config reloaded: {len(config.targets)} targets"
+
+
+async def _serve(exporter: Exporter, config: Config, host: str | None, port: int) -> int:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ResultCollector(exporter.store))
+    from exporter.web import make_app
+
+    runner = web.AppRunner(make_app(exporter.store, registry, exporter.reload), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host=host, port=port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        print(f"smtp-tls-exporter: cannot listen on {host or ''}:{port}: {exc.strerror}",
+              file=sys.stderr)  # fmt: skip
+        await runner.cleanup()
+        return 1
+    exporter.install(config)
+    log.info("listening", extra={"fields": {"address": f"{host or ''}:{port}"}})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(exporter.reload()))
+    dispatcher = asyncio.create_task(exporter.scheduler.run())
+    await stop.wait()
+    log.info("shutting down")
+    dispatcher.cancel()
+    await asyncio.gather(dispatcher, return_exceptions=True)
+    await exporter.scheduler.stop()
+    await runner.cleanup()
+    return 0
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run the exporter until SIGTERM; exit 1 on a bad config or listen address."""
+    args = _parser().parse_args(list(argv))
+    if args.concurrency < 1:
+        _parser().error("--probe.concurrency must be at least 1")
+    setup(args.log_level, args.log_format)
+    try:
+        config = load_config(args.config_file)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.config_check:
+        print(f"{args.config_file}: OK, {len(config.targets)} targets")
+        return 0
+    try:
+        host, port = parse_listen_address(args.listen)
+    except ValueError as exc:
+        _parser().error(f"--web.listen-address: {exc}")
+    exporter = Exporter(args.config_file, args.concurrency)
+    return asyncio.run(_serve(exporter, config, host, port))

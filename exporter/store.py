@@ -1,0 +1,61 @@
+"""The latest result of every target, and the exporter's own counters.
+
+The scheduler writes here; the collector reads. Reads happen on the scrape thread, so
+every read takes a snapshot instead of iterating live containers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from exporter.results import ProbeResult, Reason
+from exporter.target import Target
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadStatus:
+    successful: bool
+    last_success: float
+    last_error: str = ""
+
+
+class ResultStore:
+    """Targets of the running config with their last result; counters since start."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, Target] = {}
+        self._results: dict[str, ProbeResult] = {}
+        self.probes_total = 0
+        self.failures_total: Counter[Reason] = Counter()
+        self.reload = ReloadStatus(successful=False, last_success=0.0)
+        self.ready = False
+
+    def set_targets(self, targets: tuple[Target, ...], keep_results: frozenset[str]) -> None:
+        """Install a new target list; results survive only for names in `keep_results`."""
+        self._targets = {t.name: t for t in targets}
+        self._results = {n: r for n, r in self._results.items() if n in keep_results}
+
+    def record(self, target: Target, result: ProbeResult) -> None:
+        """Store a finished probe, unless its target left the config meanwhile."""
+        self.probes_total += 1
+        if result.error is not None:
+            self.failures_total[result.error] += 1
+        if target.name in self._targets:
+            self._results[target.name] = result
+
+    def reloaded(self, ok: bool, error: str = "") -> None:
+        if ok:
+            self.reload = ReloadStatus(True, time.time())
+            self.ready = True
+        else:
+            self.reload = ReloadStatus(False, self.reload.last_success, error)
+
+    def snapshot(self) -> list[tuple[Target, ProbeResult | None]]:
+        """Every target with its last result (None before the first probe ends)."""
+        results = dict(self._results)
+        return [(t, results.get(name)) for name, t in list(self._targets.items())]
+
+    def result(self, name: str) -> ProbeResult | None:
+        return self._results.get(name)

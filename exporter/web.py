@@ -1,0 +1,125 @@
+"""HTTP: /metrics, health and readiness, reload, and a status page for people."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+
+from exporter import __version__
+from exporter.store import ResultStore
+
+#: Runs a reload; returns (ok, message).
+ReloadFunction = Callable[[], Awaitable[tuple[bool, str]]]
+
+STORE_KEY = web.AppKey("store", ResultStore)
+REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
+RELOAD_KEY = web.AppKey("reload", object)
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """The exposition is built off the event loop: a large one must not stall probes."""
+    registry = request.app[REGISTRY_KEY]
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = await asyncio.get_running_loop().run_in_executor(None, encoder, registry)
+    response = web.Response(body=body, headers={"Content-Type": content_type})
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        response.enable_compression(web.ContentCoding.gzip)
+    return response
+
+
+async def healthy(_: web.Request) -> web.Response:
+    return web.Response(text="OK\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    if request.app[STORE_KEY].ready:
+        return web.Response(text="OK\n")
+    return web.Response(status=503, text="config not loaded\n")
+
+
+async def reload(request: web.Request) -> web.Response:
+    run: ReloadFunction = request.app[RELOAD_KEY]  # type: ignore[assignment]
+    ok, message = await run()
+    return web.Response(status=200 if ok else 500, text=message + "\n")
+
+
+def _cell(value: object) -> str:
+    return f"<td>{html.escape(str(value))}</td>"
+
+
+async def index(request: web.Request) -> web.Response:
+    """Links, the reload state, and one row per target with the reason for any failure."""
+    store = request.app[STORE_KEY]
+    now = time.time()
+    rows = []
+    for target, result in store.snapshot():
+        if result is None:
+            rows.append(
+                "<tr>" + _cell(target.name) + _cell(target.address) + '<td colspan="5">'
+                "waiting for the first probe</td></tr>"
+            )
+            continue
+        accepted = " ".join(v.version.value for v in result.versions if v.supported) or "-"
+        status = "ok" if result.success else f"{result.error.value if result.error else ''}"
+        detail = result.error_detail
+        cert = result.certificate
+        cert_text = "-"
+        if cert is not None:
+            days = (cert.not_after.timestamp() - now) / 86400
+            verify = (
+                "verified"
+                if cert.verified
+                else (cert.verify_error.value if cert.verify_error else "not verified")
+            )
+            cert_text = f"{days:.0f} days left, {verify}"
+        when = datetime.fromtimestamp(result.finished, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append(
+            "<tr>"
+            + _cell(target.name)
+            + _cell(target.address)
+            + _cell(f"{when}Z")
+            + _cell(status)
+            + _cell(detail)
+            + _cell(accepted)
+            + _cell(cert_text)
+            + "</tr>"
+        )
+    reload_state = store.reload
+    reload_text = "successful" if reload_state.successful else f"FAILED: {reload_state.last_error}"
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>SMTP TLS exporter</title>
+<style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}</style></head>
+<body><h1>SMTP TLS exporter</h1>
+<p>Version {html.escape(__version__)}.
+<a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a>
+· POST /-/reload reloads the config.</p>
+<p>Last config load: {html.escape(reload_text)}</p>
+<table><tr><th>Target</th><th>Address</th><th>Last probe</th><th>Status</th><th>Detail</th>
+<th>Accepted versions</th><th>Certificate</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
+    return web.Response(text=page, content_type="text/html")
+
+
+def make_app(
+    store: ResultStore, registry: CollectorRegistry, reload_config: ReloadFunction
+) -> web.Application:
+    app = web.Application()
+    app[STORE_KEY] = store
+    app[REGISTRY_KEY] = registry
+    app[RELOAD_KEY] = reload_config
+    app.router.add_get("/", index)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_put("/-/reload", reload)
+    return app
