@@ -232,7 +232,7 @@ def test_plaintext_answer_to_client_hello_is_a_starttls_failure() -> None:
         (Behaviour(greeting=("hello there",)), Reason.SMTP_PROTOCOL_ERROR, "hello there"),
         (Behaviour(greeting=("220-" + "x" * 9000, "220 ok")), Reason.SMTP_PROTOCOL_ERROR, "longer"),
         (
-            Behaviour(greeting=tuple(["220-spam"] * 500) + ("220 ok",)),
+            Behaviour(greeting=(*["220-spam"] * 500, "220 ok")),
             Reason.SMTP_PROTOCOL_ERROR,
             "lines",
         ),
