@@ -16,6 +16,8 @@ Decisions where the file format leaves room:
 - `ca_file: null` means the system trust store (so a target can opt out of a default).
   A relative `ca_file` is relative to the config file's directory, as in Prometheus.
 - Mapping keys given twice are a problem (YAML itself would keep the last one silently).
+- Top-level keys starting with `x-` are ignored, so they can hold YAML anchors to merge
+  into targets (`<<: *common`), as in Docker Compose files.
 """
 
 from __future__ import annotations
@@ -372,7 +374,7 @@ class _Reader:
             path = self._path_of(data, container)
             if path is not None:
                 self.report(_join(path, key), "is given more than once", line)
-        self._check_keys(data, "", TOP_KEYS)
+        self._check_keys(data, "", TOP_KEYS, extensions=True)
 
         defaults = _Settings()
         raw_defaults = data.get("defaults")
@@ -450,8 +452,12 @@ class _Reader:
         path: str,
         allowed: Sequence[str],
         elsewhere: Sequence[str] = (),
+        *,
+        extensions: bool = False,
     ) -> None:
         for key in mapping:
+            if extensions and isinstance(key, str) and key.startswith("x-"):
+                continue
             if not isinstance(key, str):
                 self.report_key(mapping, path, key, f"a key must be text, got {_describe(key)}")
             elif key not in allowed:
@@ -727,7 +733,7 @@ class _Reader:
         if "servername" in item:
             servername = self._text(item, path, "servername") or ""
             if servername:
-                servername, problem = _parse_host(servername)
+                servername, problem = _parse_host(servername.rstrip("."))
                 if problem is not None:
                     self.report_key(
                         item, path, "servername", f"{_describe(item['servername'])} {problem}"

@@ -239,6 +239,24 @@ def test_version_spellings(written: str, version: TLSVersion) -> None:
     assert target.versions == (version,)
 
 
+def test_anchors_under_x_keys_merge_into_targets() -> None:
+    config = parse("""\
+        x-submission: &submission
+          port: 587
+          labels: {role: submission}
+        targets:
+          - <<: *submission
+            host: a.example
+          - <<: *submission
+            host: b.example
+            port: 2525
+        """)
+    assert [(t.port, t.labels) for t in config.targets] == [
+        (587, (("role", "submission"),)),
+        (2525, (("role", "submission"),)),
+    ]
+
+
 def test_tls_mode_can_be_forced_on_465() -> None:
     (target,) = parse("targets: [{host: a.example, port: 465, tls: starttls}]").targets
     assert target.tls is TLSMode.STARTTLS
