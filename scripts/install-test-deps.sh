@@ -15,6 +15,8 @@ PACKAGES=(
     procps
     iproute2
     unzip # for scripts/install-helm.sh
+    buildah # tests/test_image.py builds the Dockerfile (vfs storage, chroot isolation)
+    debootstrap # tests/test_image.py makes a stand-in Debian base image
 )
 
 APT_GET=(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
