@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -90,7 +91,7 @@ def test_first_round_starts_at_once_then_every_interval(servers: list[InprocServ
     for name, runs in recorder.runs.items():
         assert runs[0][0] - scheduler_start < 0.5, name  # first round at once
         assert 3 <= len(runs) <= 5, (name, len(runs))  # then about once a second
-        gaps = [b[0] - a[0] for a, b in zip(runs, runs[1:], strict=False)]
+        gaps = [b[0] - a[0] for a, b in itertools.pairwise(runs)]
         assert all(gap >= 0.5 for gap in gaps), gaps
     assert all(store.result(f"t{i}") is not None for i in range(len(servers)))
 
