@@ -1,0 +1,165 @@
+"""Stored results to exposition text, compared line by line."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from exporter.collector import ResultCollector
+from exporter.results import (
+    CertificateInfo,
+    ChainCertificate,
+    Negotiated,
+    ProbeResult,
+    Reason,
+    Verdict,
+    VerifyError,
+    VersionResult,
+)
+from exporter.store import ResultStore
+from exporter.target import Target, TLSVersion
+
+NOT_BEFORE = datetime(2026, 1, 1, tzinfo=UTC)
+NOT_AFTER = datetime(2027, 1, 1, tzinfo=UTC)
+INTERMEDIATE_NOT_AFTER = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def _certificate() -> CertificateInfo:
+    return CertificateInfo(
+        subject="CN=mx1.example.org",
+        issuer="CN=Example CA",
+        serial="1f",
+        sans=("mx1.example.org", "mx.example.org"),
+        not_before=NOT_BEFORE,
+        not_after=NOT_AFTER,
+        key_type="RSA",
+        key_bits=2048,
+        signature_algorithm="sha256WithRSAEncryption",
+        fingerprint_sha256="ab" * 32,
+        chain=(
+            ChainCertificate(
+                "CN=mx1.example.org", "CN=Example CA", NOT_BEFORE, NOT_AFTER, "ab" * 32
+            ),
+            ChainCertificate(
+                "CN=Example CA", "CN=Root", NOT_BEFORE, INTERMEDIATE_NOT_AFTER, "cd" * 32
+            ),
+        ),
+        verified=False,
+        verify_error=VerifyError.HOSTNAME_MISMATCH,
+        verify_detail="certificate is not valid for mx1.example.net",
+    )
+
+
+def _scrape(store: ResultStore) -> list[str]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ResultCollector(store))
+    return generate_latest(registry).decode().splitlines()
+
+
+def test_exposition_of_a_healthy_and_a_failing_target() -> None:
+    good = Target(host="mx1.example.org", name="mx1", labels=(("site", "eu"),))
+    bad = Target(host="mx2.example.org", versions=(TLSVersion.TLS1_2,))
+    store = ResultStore()
+    store.set_targets((good, bad), frozenset())
+    store.record(
+        good,
+        ProbeResult(
+            target="mx1",
+            started=1_800_000_000.0,
+            duration=0.25,
+            success=True,
+            error=None,
+            error_detail="",
+            starttls_advertised=True,
+            versions=(
+                VersionResult(TLSVersion.SSL3, Verdict.REFUSED, "alert handshake_failure"),
+                VersionResult(TLSVersion.TLS1_0, Verdict.ACCEPTED, "", 0x002F),
+                VersionResult(TLSVersion.TLS1_2, Verdict.ACCEPTED, "", 0xC02F),
+                VersionResult(TLSVersion.TLS1_3, Verdict.UNKNOWN, "timed out"),
+            ),
+            negotiated=Negotiated("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256"),
+            certificate=_certificate(),
+        ),
+    )
+    store.record(
+        bad,
+        ProbeResult(
+            target="mx2.example.org:25",
+            started=1_800_000_001.0,
+            duration=0.5,
+            success=False,
+            error=Reason.GREETING_REJECTED,
+            error_detail="554 5.7.1 " + "x" * 400,
+            starttls_advertised=None,
+            versions=(VersionResult(TLSVersion.TLS1_2, Verdict.UNKNOWN, "554"),),
+            negotiated=None,
+            certificate=None,
+        ),
+    )
+    store.reloaded(True)
+    lines = _scrape(store)
+    expected = [
+        "# HELP smtp_tls_version_supported 1 when the server accepts this TLS version, 0 when "
+        "it refuses it; absent when unknown.",
+        "# TYPE smtp_tls_version_supported gauge",
+        'smtp_tls_version_supported{site="eu",target="mx1",version="ssl3"} 0.0',
+        'smtp_tls_version_supported{site="eu",target="mx1",version="1.0"} 1.0',
+        'smtp_tls_version_supported{site="eu",target="mx1",version="1.2"} 1.0',
+        'smtp_tls_probe_success{site="eu",target="mx1"} 1.0',
+        'smtp_tls_probe_success{target="mx2.example.org:25"} 0.0',
+        'smtp_tls_starttls_advertised{site="eu",target="mx1"} 1.0',
+        'smtp_tls_negotiated_info{cipher="ECDHE-RSA-AES128-GCM-SHA256",site="eu",target="mx1",'
+        'version="TLSv1.2"} 1.0',
+        'smtp_tls_cert_not_after_timestamp_seconds{site="eu",target="mx1"} 1.7987616e+09',
+        'smtp_tls_cert_not_before_timestamp_seconds{site="eu",target="mx1"} 1.7672256e+09',
+        'smtp_tls_cert_chain_not_after_timestamp_seconds{site="eu",target="mx1"} 1.7960832e+09',
+        'smtp_tls_cert_verified{site="eu",target="mx1"} 0.0',
+        'smtp_tls_cert_verify_error_info{detail="certificate is not valid for mx1.example.net",'
+        'reason="hostname_mismatch",site="eu",target="mx1"} 1.0',
+        f'smtp_tls_cert_info{{fingerprint_sha256="{"ab" * 32}",issuer="CN=Example CA",'
+        'key_bits="2048",key_type="RSA",sans="mx1.example.org,mx.example.org",serial="1f",'
+        'signature_algorithm="sha256WithRSAEncryption",site="eu",subject="CN=mx1.example.org",'
+        'target="mx1"} 1.0',
+        'smtp_tls_probe_duration_seconds{site="eu",target="mx1"} 0.25',
+        'smtp_tls_probe_timestamp_seconds{site="eu",target="mx1"} 1.80000000025e+09',
+        "smtp_tls_exporter_probes_total 2.0",
+        'smtp_tls_exporter_probe_failures_total{reason="greeting_rejected"} 1.0',
+        'smtp_tls_exporter_probe_failures_total{reason="connect_refused"} 0.0',
+        "smtp_tls_exporter_targets 2.0",
+        "smtp_tls_exporter_config_last_reload_successful 1.0",
+    ]
+    for line in expected:
+        assert line in lines, line
+    # Unknown verdicts have no series; the failing target has no certificate series.
+    assert not any('version="1.3"' in line for line in lines)
+    assert not any(line.startswith("smtp_tls_cert") and "mx2.example.org" in line for line in lines)
+    # The server's words are kept, but bounded.
+    (error_line,) = [line for line in lines if line.startswith("smtp_tls_probe_error_info{")]
+    assert 'reason="greeting_rejected"' in error_line
+    detail = error_line.split('detail="')[1].split('"')[0]
+    assert detail.startswith("554 5.7.1 xxx") and len(detail) == 256
+    assert any(line.startswith("smtp_tls_exporter_build_info{") for line in lines)
+    helps = {line.split()[2] for line in lines if line.startswith("# HELP")}
+    types = {line.split()[2] for line in lines if line.startswith("# TYPE")}
+    assert helps == types
+
+
+def test_openmetrics_info_families() -> None:
+    store = ResultStore()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ResultCollector(store))
+    text = generate_openmetrics(registry).decode()
+    assert "# TYPE smtp_tls_exporter_build info" in text
+    assert "# TYPE smtp_tls_exporter_probes counter" in text
+    assert text.endswith("# EOF\n")
+
+
+def test_targets_without_results_have_no_series_yet() -> None:
+    store = ResultStore()
+    store.set_targets((Target(host="mx.example.org"),), frozenset())
+    lines = _scrape(store)
+    assert "smtp_tls_exporter_targets 1.0" in lines
+    assert not any(line.startswith("smtp_tls_probe_success{") for line in lines)
+    assert "smtp_tls_exporter_config_last_reload_successful 0.0" in lines
