@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
+from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.collector import ResultCollector  # noqa: E402
-from exporter.results import (  # noqa: E402
+from exporter.collector import ResultCollector
+from exporter.results import (
     CertificateInfo,
     ChainCertificate,
     Negotiated,
@@ -26,8 +26,8 @@ from exporter.results import (  # noqa: E402
     Verdict,
     VersionResult,
 )
-from exporter.store import ResultStore  # noqa: E402
-from exporter.target import DEFAULT_VERSIONS, Target  # noqa: E402
+from exporter.store import ResultStore
+from exporter.target import DEFAULT_VERSIONS, Target
 
 
 def result(name: str, now: datetime) -> ProbeResult:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.probe import probe  # noqa: E402
-from exporter.target import Target  # noqa: E402
+from exporter.probe import probe
+from exporter.target import Target
 
 
 async def measure(target: Target, runs: int) -> list[float]:
