@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from exporter.probe import hello, suites
@@ -233,6 +233,7 @@ def test_well_formed_flights_parse_whatever_the_record_cuts(
     version: int, cipher: int, chain: list[bytes], chunk: int
 ) -> None:
     messages = _server_hello(version, cipher) + _certificate(*chain) + b"\x0e\x00\x00\x00"
+    assume(-(-len(messages) // chunk) <= hello.MAX_FLIGHT_RECORDS)
     data = b"".join(_record(22, messages[i : i + chunk]) for i in range(0, len(messages), chunk))
     flight = parse_server_flight(data)
     assert flight.complete
@@ -240,3 +241,18 @@ def test_well_formed_flights_parse_whatever_the_record_cuts(
     assert flight.hello.version == version and flight.hello.cipher == cipher
     if version < 0x0304:
         assert flight.certificates == tuple(chain)
+
+
+def test_too_many_tiny_records_is_hostile() -> None:
+    messages = _server_hello(0x0303) + _certificate(b"x" * 200) + b"\x0e\x00\x00\x00"
+    data = b"".join(_record(22, messages[i : i + 1]) for i in range(len(messages)))
+    with pytest.raises(HelloParseError):
+        parse_server_flight(data)
+
+
+def test_complete_records_end() -> None:
+    data = _record(22, b"abc") + _record(21, b"\x02\x28")
+    assert hello.complete_records_end(data) == len(data)
+    assert hello.complete_records_end(data[:-1]) == 8
+    assert hello.complete_records_end(data, 8) == len(data)
+    assert hello.complete_records_end(data[:4]) == 0

@@ -188,6 +188,23 @@ def test_reset_right_after_starttls_is_tls_broken() -> None:
     assert verdicts(result) == dict.fromkeys(ALL5)
 
 
+def test_server_trickling_its_answer_byte_by_byte(certs: TestCerts) -> None:
+    der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())  # type: ignore[arg-type]
+
+    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+        for byte in tlsbytes.flight(0x0303, (der,)):
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.5)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server, certs, versions=(TLSVersion.TLS1_2,))
+    assert result.success, result.error_detail
+    assert verdicts(result) == {"1.2": True}
+    assert result.certificate is not None
+
+
 def test_server_choosing_another_version_refuses_the_one_asked(certs: TestCerts) -> None:
     der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())  # type: ignore[arg-type]
 

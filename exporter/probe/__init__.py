@@ -83,10 +83,39 @@ _Outcome = _Accepted | _Refused | _Dropped | _NotOffered | ProbeFailure
 _DefaultOutcome = tls.Handshake | _NotOffered | ProbeFailure
 
 
-async def _resolve(host: str, port: int, deadline: Deadline) -> str:
-    """One address for every connection of the probe, so all of them reach one server."""
+class _Endpoint:
+    """The target's addresses. Every connection of a probe goes to the first address that
+    answered, so all verdicts describe one server; an address that fails fast (no route,
+    refused: broken IPv6 is common) makes way for the next."""
+
+    def __init__(self, addresses: list[str], port: int) -> None:
+        self.addresses = addresses
+        self.port = port
+        self.working: str | None = None
+
+    async def connect(
+        self, deadline: Deadline
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        order = [self.working] if self.working else self.addresses
+        failure: ProbeFailure | None = None
+        for address in order:
+            try:
+                streams = await smtp.connect(address, self.port, deadline)
+            except ProbeFailure as exc:
+                if exc.reason not in (Reason.CONNECT_REFUSED, Reason.CONNECT_ERROR):
+                    raise
+                failure = failure or exc
+                continue
+            self.working = address
+            return streams
+        assert failure is not None
+        raise failure
+
+
+async def _resolve(host: str, port: int, deadline: Deadline) -> _Endpoint:
+    """Every address of the host, in the resolver's order of preference."""
     try:
-        return str(ipaddress.ip_address(host.strip("[]")))
+        return _Endpoint([str(ipaddress.ip_address(host.strip("[]")))], port)
     except ValueError:
         pass
     loop = asyncio.get_running_loop()
@@ -96,9 +125,10 @@ async def _resolve(host: str, port: int, deadline: Deadline) -> str:
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except (socket.gaierror, UnicodeError) as exc:
                 raise ProbeFailure(Reason.RESOLVE_FAILED, str(exc)) from None
-    if not infos:
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
         raise ProbeFailure(Reason.RESOLVE_FAILED, "no address")
-    return str(infos[0][4][0])
+    return _Endpoint(addresses, port)
 
 
 def _sni(servername: str) -> str | None:
@@ -111,12 +141,12 @@ def _sni(servername: str) -> str | None:
 
 async def _session(
     target: Target,
-    address: str,
+    endpoint: _Endpoint,
     deadline: Deadline,
     body: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[_T]],
 ) -> _T | _NotOffered:
     """Connect, do the SMTP dialogue where needed, run `body`, always close."""
-    reader, writer = await smtp.connect(address, target.port, deadline)
+    reader, writer = await endpoint.connect(deadline)
     try:
         if target.tls is TLSMode.STARTTLS:
             dialogue = await smtp.starttls(reader, writer, target.ehlo_name, deadline)
@@ -131,6 +161,7 @@ async def _read_flight(
     reader: asyncio.StreamReader, want_certificates: bool, deadline: Deadline
 ) -> hello.ServerFlight | _Dropped:
     buffer = bytearray()
+    records_end = 0
     while True:
         try:
             with deadline.phase(Reason.READ_TIMEOUT):
@@ -148,13 +179,20 @@ async def _read_flight(
                 return _Dropped("connection reset" if reset else "connection closed")
             raise ProbeFailure(Reason.TLS_PROTOCOL_ERROR, "connection closed mid-record")
         buffer += chunk
-        flight = hello.parse_server_flight(bytes(buffer), want_certificates=want_certificates)
-        if flight.complete:
-            return flight
         if len(buffer) > hello.MAX_FLIGHT_BYTES:
+            flight = hello.parse_server_flight(bytes(buffer), want_certificates=want_certificates)
             if flight.hello:
                 return flight
             raise ProbeFailure(Reason.TLS_PROTOCOL_ERROR, "server's first flight is too large")
+        if buffer[0] in (hello.ALERT, hello.HANDSHAKE):
+            # Parse only when a record completed: a trickling server costs no more.
+            end = hello.complete_records_end(buffer, records_end)
+            if end == records_end:
+                continue
+            records_end = end
+        flight = hello.parse_server_flight(bytes(buffer), want_certificates=want_certificates)
+        if flight.complete:
+            return flight
 
 
 def _judge(version: TLSVersion, flight: hello.ServerFlight | _Dropped) -> _Outcome:
@@ -174,7 +212,7 @@ def _judge(version: TLSVersion, flight: hello.ServerFlight | _Dropped) -> _Outco
 
 
 async def _test_version(
-    target: Target, address: str, version: TLSVersion, deadline: Deadline
+    target: Target, endpoint: _Endpoint, version: TLSVersion, deadline: Deadline
 ) -> _Outcome:
     async def exchange(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -187,7 +225,7 @@ async def _test_version(
         return await _read_flight(reader, version is not TLSVersion.SSL2, deadline)
 
     try:
-        flight = await _session(target, address, deadline, exchange)
+        flight = await _session(target, endpoint, deadline, exchange)
     except ProbeFailure as failure:
         return failure
     except hello.HelloParseError as exc:
@@ -197,12 +235,14 @@ async def _test_version(
     return _judge(version, flight)
 
 
-async def _default_client(target: Target, address: str, deadline: Deadline) -> _DefaultOutcome:
+async def _default_client(
+    target: Target, endpoint: _Endpoint, deadline: Deadline
+) -> _DefaultOutcome:
     async def upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tls.Handshake:
         return await tls.handshake(reader, writer, _sni(target.servername), deadline)
 
     try:
-        return await _session(target, address, deadline, upgrade)
+        return await _session(target, endpoint, deadline, upgrade)
     except ProbeFailure as failure:
         return failure
 
@@ -215,7 +255,7 @@ def _ends_probe(result: object) -> bool:
 
 
 async def _gather(
-    target: Target, address: str, deadline: Deadline
+    target: Target, endpoint: _Endpoint, deadline: Deadline
 ) -> tuple[dict[TLSVersion, _Outcome], _DefaultOutcome]:
     """Run every connection, a few at a time; stop early when all would fail alike."""
     gate = asyncio.Semaphore(max(1, target.connections))
@@ -232,12 +272,12 @@ async def _gather(
             return result
 
     def test(version: TLSVersion) -> Callable[[], Awaitable[_Outcome]]:
-        return lambda: _test_version(target, address, version, deadline)
+        return lambda: _test_version(target, endpoint, version, deadline)
 
     ordered = [v for v in _ORDER if v in target.versions]
     version_tasks = {asyncio.create_task(gated(test(v))): v for v in ordered[:1]}
     # The default client goes second: its chain is the one a TLS 1.3-only host gives.
-    default_task = asyncio.create_task(gated(lambda: _default_client(target, address, deadline)))
+    default_task = asyncio.create_task(gated(lambda: _default_client(target, endpoint, deadline)))
     version_tasks.update({asyncio.create_task(gated(test(v))): v for v in ordered[1:]})
 
     outcomes: dict[TLSVersion, _Outcome] = {}
@@ -370,8 +410,8 @@ async def probe(target: Target, trust: certs.TrustStore | None = None) -> ProbeR
     deadline = Deadline.after(target.timeout)
     trust = trust or certs.trust_store(target.ca_file)
     try:
-        address = await _resolve(target.host, target.port, deadline)
-        outcomes, default = await _gather(target, address, deadline)
+        endpoint = await _resolve(target.host, target.port, deadline)
+        outcomes, default = await _gather(target, endpoint, deadline)
     except ProbeFailure as failure:
         outcomes, default = {}, failure
     versions, advertised, negotiated, certificate, error = _summarize(

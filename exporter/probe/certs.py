@@ -58,7 +58,11 @@ def _load_pem_file(path: str) -> list[x509.Certificate]:
 @functools.lru_cache(maxsize=32)
 def _cached_store(path: str | None, _stamp: int) -> TrustStore:
     if path is not None:
-        return TrustStore(_load_pem_file(path), path)
+        try:
+            return TrustStore(_load_pem_file(path), path)
+        except (OSError, ValueError) as exc:
+            # Checked when the config loaded, gone or broken since: say so on every result.
+            return TrustStore([], f"{path} is unreadable: {exc}")
     for candidate in _system_bundles():
         try:
             return TrustStore(_load_pem_file(candidate), candidate)

@@ -336,6 +336,25 @@ def _parse_sslv2(data: bytes) -> ServerFlight:
     )
 
 
+#: More records than this before the flight is complete is a hostile server, not TLS.
+MAX_FLIGHT_RECORDS: Final = 64
+
+
+def complete_records_end(data: bytes | bytearray, start: int = 0) -> int:
+    """Where the last whole TLS record in `data` ends, walking headers from `start`.
+
+    Cheap enough to run on every read, so a server that trickles its answer byte by byte
+    costs a header walk per read, and a full parse only when a record completes.
+    """
+    pos = start
+    while pos + 5 <= len(data):
+        end = pos + 5 + ((data[pos + 3] << 8) | data[pos + 4])
+        if end > len(data):
+            break
+        pos = end
+    return pos
+
+
 def parse_server_flight(data: bytes, *, want_certificates: bool = True) -> ServerFlight:
     """Read the server's answer to a ClientHello as far as it goes.
 
@@ -355,7 +374,11 @@ def parse_server_flight(data: bytes, *, want_certificates: bool = True) -> Serve
     handshake = bytearray()
     hello: ServerHello | None = None
     pos = 0
+    records = 0
     while pos + 5 <= len(data):
+        records += 1
+        if records > MAX_FLIGHT_RECORDS:
+            raise HelloParseError(f"over {MAX_FLIGHT_RECORDS} records before the flight ended")
         content_type, _version, length = struct.unpack("!BHH", data[pos : pos + 5])
         if content_type not in (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA):
             raise HelloParseError(f"unknown TLS record type {content_type}")
@@ -377,6 +400,8 @@ def parse_server_flight(data: bytes, *, want_certificates: bool = True) -> Serve
             # Encrypted or CCS records follow: nothing more is plaintext.
             return ServerFlight(complete=True, hello=hello)
         handshake += payload
+        if _next_is_handshake(data, pos):
+            continue  # walk the messages once the run of handshake records ends
         hello, done, certificates = _walk_handshake(bytes(handshake))
         if hello is not None:
             if hello.version >= 0x0304 or hello.retry_request or not want_certificates:
@@ -384,6 +409,13 @@ def parse_server_flight(data: bytes, *, want_certificates: bool = True) -> Serve
             if certificates is not None or done:
                 return ServerFlight(complete=True, hello=hello, certificates=certificates)
     return ServerFlight(complete=False, hello=hello)
+
+
+def _next_is_handshake(data: bytes, pos: int) -> bool:
+    """Whether another whole handshake record follows at `pos`."""
+    if pos + 5 > len(data) or data[pos] != HANDSHAKE:
+        return False
+    return pos + 5 + ((data[pos + 3] << 8) | data[pos + 4]) <= len(data)
 
 
 def _walk_handshake(
