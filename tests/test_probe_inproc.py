@@ -423,3 +423,19 @@ def test_untrusted_when_anchor_missing(certs: TestCerts) -> None:
         VerifyError.INCOMPLETE_CHAIN,
     )
     assert not result.certificate.verified
+
+
+def test_next_address_when_the_first_refuses() -> None:
+    """A host with a dead IPv6 address and a live IPv4 one is still probed."""
+    from exporter.probe import _Endpoint
+    from exporter.probe.smtp import Deadline
+
+    with InprocServer(Behaviour()) as server:
+
+        async def main() -> str | None:
+            endpoint = _Endpoint(["::1" if _has_ipv6() else "127.0.0.2", "127.0.0.1"], server.port)
+            _, writer = await endpoint.connect(Deadline.after(5))
+            writer.close()
+            return endpoint.working
+
+        assert asyncio.run(main()) == "127.0.0.1"
