@@ -13,6 +13,7 @@ import socket
 import ssl
 import struct
 import threading
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -51,8 +52,10 @@ def tls_context(
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
     context.set_ciphers(ciphers)
-    context.minimum_version = minimum
-    context.maximum_version = maximum
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0/1.1 on purpose
+        context.minimum_version = minimum
+        context.maximum_version = maximum
     return context
 
 
