@@ -1,0 +1,347 @@
+"""The exporter as users run it: the console script in a subprocess, spoken to over HTTP.
+
+``ExporterProcess`` starts ``smtp-tls-exporter --config.file=...`` on a free loopback port,
+waits for ``/-/ready``, scrapes ``/metrics`` into a :class:`Scrape`, sends signals and reloads,
+and keeps everything the process wrote to stderr (its log) for assertions and failure
+messages. ``run_exporter()`` runs a short command (``--config.check``, a bad flag) to the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+HOST = "127.0.0.1"
+
+
+def exporter_command() -> list[str]:
+    """The installed console script next to this Python, else ``python -m exporter``."""
+    script = Path(sys.executable).parent / "smtp-tls-exporter"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "exporter"]
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_config(path: Path, config: Mapping[str, Any]) -> Path:
+    """Write a config mapping as YAML."""
+    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    return path
+
+
+def run_exporter(
+    *args: str, timeout: float = 30.0, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the exporter command line to its end (for commands that exit by themselves)."""
+    return subprocess.run(
+        [*exporter_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+    )
+
+
+@dataclass(frozen=True)
+class Response:
+    """One HTTP answer: status, headers and the raw (possibly compressed) body."""
+
+    status: int
+    headers: Message
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        data = self.body
+        if self.headers.get("Content-Encoding") == "gzip":
+            data = gzip.decompress(data)
+        return data.decode("utf-8")
+
+
+class Scrape:
+    """The parsed text exposition of one scrape."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.families: dict[str, Metric] = {
+            family.name: family for family in text_string_to_metric_families(text)
+        }
+        self.samples: list[Sample] = [s for f in self.families.values() for s in f.samples]
+
+    def series(self, name: str, **labels: str) -> list[Sample]:
+        """Samples called ``name`` whose labels include ``labels``."""
+        return [
+            s
+            for s in self.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        ]
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The value of the one sample matching, None when there is none; two is an error."""
+        found = self.series(name, **labels)
+        if len(found) > 1:
+            raise AssertionError(f"{len(found)} samples match {name}{labels}: {found}")
+        return found[0].value if found else None
+
+    def targets(self, name: str = "smtp_tls_probe_timestamp_seconds") -> set[str]:
+        """Values of the ``target`` label among the samples of ``name``."""
+        return {s.labels["target"] for s in self.series(name) if "target" in s.labels}
+
+    def for_target(self, target: str) -> list[Sample]:
+        """Every sample of one target."""
+        return [s for s in self.samples if s.labels.get("target") == target]
+
+
+class ExporterError(AssertionError):
+    """The exporter did not do what a test waited for; carries its log."""
+
+
+class ExporterProcess:
+    """One running exporter; use as a context manager so it is always stopped."""
+
+    def __init__(
+        self,
+        config_file: Path,
+        *,
+        extra_args: Sequence[str] = (),
+        log_file: Path | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.config_file = config_file
+        self.extra_args = tuple(extra_args)
+        self.port = port or free_port()
+        self.log_file = log_file or config_file.with_name(f"exporter-{self.port}.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def argv(self) -> list[str]:
+        return [
+            *exporter_command(),
+            f"--config.file={self.config_file}",
+            f"--web.listen-address={HOST}:{self.port}",
+            *self.extra_args,
+        ]
+
+    # --- life cycle -----------------------------------------------------------------
+
+    def start(self, ready_timeout: float = 20.0) -> ExporterProcess:
+        """Start the process and wait until ``/-/ready`` answers 200."""
+        self._log = self.log_file.open("wb")
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        try:
+            self.wait_until(self._ready, timeout=ready_timeout, what="/-/ready to answer 200")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return self.get("/-/ready", timeout=2).status == 200
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL if it lingers; the exit status (None if never started)."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return proc.returncode
+
+    def __enter__(self) -> ExporterProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None, "not started"
+        self.proc.send_signal(signum)
+
+    def sighup(self) -> None:
+        self.signal(signal.SIGHUP)
+
+    def sigterm(self) -> None:
+        self.signal(signal.SIGTERM)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to end by itself; its exit status."""
+        assert self.proc is not None, "not started"
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise ExporterError(
+                f"exporter still running {timeout:.0f}s later; log:\n{self.log()}"
+            ) from None
+
+    def log(self) -> str:
+        """Everything the process wrote so far (its log goes to stderr)."""
+        if self._log is not None:
+            self._log.flush()
+        try:
+            return self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_lines(self) -> list[str]:
+        return self.log().splitlines()
+
+    # --- HTTP -----------------------------------------------------------------------
+
+    def request(
+        self,
+        path: str,
+        *,
+        method: str = "GET",
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> Response:
+        """One HTTP request; error statuses are returned, not raised."""
+        request = urllib.request.Request(
+            self.base_url + path,
+            method=method,
+            headers=dict(headers or {}),
+            data=b"" if method in ("POST", "PUT") else None,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                return Response(answer.status, answer.headers, answer.read())
+        except urllib.error.HTTPError as error:
+            with error:
+                return Response(error.code, error.headers, error.read())
+
+    def get(self, path: str, **kwargs: Any) -> Response:
+        return self.request(path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Response:
+        return self.request(path, method="POST", **kwargs)
+
+    def reload(self) -> Response:
+        return self.post("/-/reload", timeout=30)
+
+    def metrics_text(self) -> str:
+        response = self.get("/metrics")
+        if response.status != 200:
+            raise ExporterError(f"/metrics answered {response.status}: {response.text}")
+        return response.text
+
+    def scrape(self) -> Scrape:
+        return Scrape(self.metrics_text())
+
+    # --- waiting --------------------------------------------------------------------
+
+    def wait_until(
+        self,
+        condition: Callable[[], bool],
+        *,
+        timeout: float,
+        what: str,
+        interval: float = 0.2,
+    ) -> None:
+        """Poll ``condition`` until it holds; fail (with the log) after ``timeout`` seconds
+        or as soon as the process has exited."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if condition():
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ExporterError(
+                    f"exporter exited with {self.proc.returncode} while waiting for {what}; "
+                    f"log:\n{self.log()}"
+                )
+            if time.monotonic() > deadline:
+                raise ExporterError(f"no {what} after {timeout:.0f}s; log:\n{self.log()}")
+            time.sleep(interval)
+
+    def wait_for_scrape(
+        self,
+        condition: Callable[[Scrape], bool],
+        *,
+        timeout: float,
+        what: str,
+        interval: float = 0.5,
+    ) -> Scrape:
+        """Scrape until ``condition(scrape)`` holds; that scrape. Fails after ``timeout``,
+        showing the last scrape and the log."""
+        last: list[Scrape] = []
+
+        def check() -> bool:
+            scrape = self.scrape()
+            last[:] = [scrape]
+            return condition(scrape)
+
+        try:
+            self.wait_until(check, timeout=timeout, what=what, interval=interval)
+        except ExporterError as error:
+            shown = last[0].text if last else "(no scrape)"
+            raise ExporterError(f"{error}\nlast scrape:\n{shown}") from None
+        return last[0]
+
+    def wait_for_targets(self, targets: Iterable[str], *, timeout: float) -> Scrape:
+        """Scrape once every named target has finished a probe."""
+        wanted = set(targets)
+        return self.wait_for_scrape(
+            lambda s: wanted <= s.targets(),
+            timeout=timeout,
+            what=f"probe results for {sorted(wanted)}",
+        )
+
+
+@contextlib.contextmanager
+def running_exporter(
+    config_file: Path, *, extra_args: Sequence[str] = (), ready_timeout: float = 20.0
+) -> Iterator[ExporterProcess]:
+    """An exporter for the ``with`` block; always stopped (killed if need be) afterwards."""
+    process = ExporterProcess(config_file, extra_args=extra_args)
+    try:
+        process.start(ready_timeout=ready_timeout)
+        yield process
+    finally:
+        process.stop()
