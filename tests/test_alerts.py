@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
+
+from tests.servers.tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -25,17 +24,6 @@ EXPECTED_ALERTS = {
     "SmtpTlsLegacyVersionAccepted",
     "SmtpTlsExporterReloadFailed",
 }
-
-
-def require_tool(name: str) -> str:
-    """Path of a command-line tool; skip without it, but fail under CI=true."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: required)")
-        pytest.skip(message)
-    return path
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

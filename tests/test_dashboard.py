@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.servers.tools import require_tool
 
 try:
     from tests.dashboard_queries import (
@@ -28,17 +28,6 @@ except ImportError:  # tests/ on sys.path rather than the repository root
     )
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
-
-
-def require_tool(name: str) -> str:
-    """Path of a command-line tool; skip without it, but fail under CI=true."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: required)")
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(scope="module")

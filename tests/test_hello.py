@@ -16,6 +16,7 @@ from exporter.probe.hello import (
     parse_server_flight,
 )
 from exporter.target import TLSVersion
+from tests.servers import tlsbytes
 
 
 def _fields(record: bytes) -> dict[str, object]:
@@ -120,31 +121,13 @@ def test_suite_names() -> None:
     assert suites.suite_name(0xABCD) == "0xABCD"
 
 
-def _server_hello(
-    version: int, cipher: int = 0xC02F, random: bytes = b"\x11" * 32, exts: bytes = b""
-) -> bytes:
-    body = (
-        struct.pack("!H", min(version, 0x0303)) + random + b"\x00" + struct.pack("!HB", cipher, 0)
-    )
-    if version >= 0x0304:
-        exts += struct.pack("!HHH", 43, 2, version)
-    if exts:
-        body += struct.pack("!H", len(exts)) + exts
-    return b"\x02" + len(body).to_bytes(3, "big") + body
-
-
-def _certificate(*ders: bytes) -> bytes:
-    chain = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
-    body = len(chain).to_bytes(3, "big") + chain
-    return b"\x0b" + len(body).to_bytes(3, "big") + body
-
-
-def _record(content_type: int, payload: bytes, version: int = 0x0303) -> bytes:
-    return struct.pack("!BHH", content_type, version, len(payload)) + payload
+_server_hello = tlsbytes.server_hello
+_certificate = tlsbytes.certificate
+_record = tlsbytes.record
 
 
 def test_tls12_flight_with_chain() -> None:
-    messages = _server_hello(0x0303) + _certificate(b"leaf", b"intermediate") + b"\x0e\x00\x00\x00"
+    messages = _server_hello(0x0303, 0xC02F) + _certificate(b"leaf", b"intermediate") + b"\x0e\x00\x00\x00"
     flight = parse_server_flight(_record(22, messages))
     assert flight.complete
     assert flight.hello is not None and flight.hello.version == 0x0303

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import posixpath
 import shutil
 import subprocess
@@ -16,6 +15,8 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import trustme
 import yaml
+
+from tests.servers.tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART = REPO_ROOT / "helm"
@@ -42,21 +43,12 @@ CASES: dict[str, Path | None] = {
 
 Manifest = dict[str, Any]
 
-
-def require_tool(name: str) -> str:
-    """Path of a command-line tool; skip without it, but fail under CI=true."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not installed (scripts/install-helm.sh installs helm)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; CI=true: required")
-        pytest.skip(message)
-    return path
+HELM_HINT = "scripts/install-helm.sh installs it"
 
 
 def run_helm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [require_tool("helm"), *args], capture_output=True, text=True, check=False
+        [require_tool("helm", HELM_HINT), *args], capture_output=True, text=True, check=False
     )
 
 
