@@ -127,7 +127,9 @@ _record = tlsbytes.record
 
 
 def test_tls12_flight_with_chain() -> None:
-    messages = _server_hello(0x0303, 0xC02F) + _certificate(b"leaf", b"intermediate") + b"\x0e\x00\x00\x00"
+    messages = (
+        _server_hello(0x0303, 0xC02F) + _certificate(b"leaf", b"intermediate") + b"\x0e\x00\x00\x00"
+    )
     flight = parse_server_flight(_record(22, messages))
     assert flight.complete
     assert flight.hello is not None and flight.hello.version == 0x0303
