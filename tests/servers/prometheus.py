@@ -1,0 +1,220 @@
+"""A real Prometheus server scraping the exporter, for tests of queries and alert rules.
+
+``PrometheusServer`` writes a ``prometheus.yml`` with one scrape job, starts the
+``prometheus`` binary (Debian's ``prometheus`` package, ``scripts/install-test-deps.sh``) on a
+free loopback port with its TSDB in a temporary directory, and waits for ``/-/ready``.
+Its HTTP API answers through :meth:`PrometheusServer.api`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from tests.servers.exporter_process import HOST, free_port
+
+_T = TypeVar("_T")
+
+JOB = "smtp-tls-exporter"
+
+
+def prometheus_binary() -> str | None:
+    """The ``prometheus`` executable, None when it is not installed."""
+    return shutil.which("prometheus") or (
+        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
+    )
+
+
+class PrometheusError(AssertionError):
+    """Prometheus did not start, or did not reach a state a test waited for."""
+
+
+class PrometheusServer:
+    """One Prometheus process; use as a context manager so it is always stopped."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        scrape_targets: Sequence[str],
+        *,
+        rule_files: Sequence[Path] = (),
+        scrape_interval: str = "1s",
+        evaluation_interval: str = "1s",
+        binary: str | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.scrape_targets = list(scrape_targets)
+        self.rule_files = list(rule_files)
+        self.scrape_interval = scrape_interval
+        self.evaluation_interval = evaluation_interval
+        self.binary = binary or prometheus_binary() or "prometheus"
+        self.port = free_port()
+        self.config_file = workdir / "prometheus.yml"
+        self.log_file = workdir / "prometheus.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+                "evaluation_interval": self.evaluation_interval,
+            },
+            "rule_files": [str(path) for path in self.rule_files],
+            "scrape_configs": [
+                {"job_name": JOB, "static_configs": [{"targets": self.scrape_targets}]}
+            ],
+        }
+
+    # --- life cycle -----------------------------------------------------------------
+
+    def start(self, ready_timeout: float = 30.0) -> PrometheusServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        self._log = self.log_file.open("wb")
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                f"--config.file={self.config_file}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address={HOST}:{self.port}",
+                "--log.level=info",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        try:
+            self.wait_until(self._ready, timeout=ready_timeout, what="/-/ready")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.base_url + "/-/ready", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> PrometheusServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log(self) -> str:
+        if self._log is not None:
+            self._log.flush()
+        try:
+            return self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # --- HTTP API -------------------------------------------------------------------
+
+    def api(self, path: str, **params: str) -> Any:
+        """GET ``/api/v1/<path>``; the ``data`` of a successful answer."""
+        url = f"{self.base_url}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                body = json.load(answer)
+        except urllib.error.HTTPError as error:
+            with error:
+                text = error.read().decode(errors="replace")
+            raise PrometheusError(f"GET {url}: {error.code} {text}") from None
+        if body.get("status") != "success":
+            raise PrometheusError(f"GET {url}: {body}")
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's result as a list of ``{"metric": ..., "value": [t, "v"]}``."""
+        data = self.api("query", query=expr)
+        if data["resultType"] == "scalar":
+            return [{"metric": {}, "value": data["result"]}]
+        result: list[dict[str, Any]] = data["result"]
+        return result
+
+    def active_targets(self) -> list[dict[str, Any]]:
+        targets: list[dict[str, Any]] = self.api("targets", state="active")["activeTargets"]
+        return targets
+
+    def rule_groups(self) -> list[dict[str, Any]]:
+        groups: list[dict[str, Any]] = self.api("rules")["groups"]
+        return groups
+
+    def alerts(self) -> list[dict[str, Any]]:
+        alerts: list[dict[str, Any]] = self.api("alerts")["alerts"]
+        return alerts
+
+    # --- waiting --------------------------------------------------------------------
+
+    def wait_until(
+        self,
+        condition: Callable[[], _T],
+        *,
+        timeout: float,
+        what: str,
+        interval: float = 0.5,
+    ) -> _T:
+        """Poll until ``condition()`` is truthy; its value. Fails with the log on timeout
+        or when Prometheus exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if self.proc is not None and self.proc.poll() is not None:
+                raise PrometheusError(
+                    f"prometheus exited with {self.proc.returncode} while waiting for {what}; "
+                    f"log:\n{self.log()}"
+                )
+            if time.monotonic() > deadline:
+                raise PrometheusError(f"no {what} after {timeout:.0f}s; log:\n{self.log()[-4000:]}")
+            time.sleep(interval)
+
+    def wait_for_scrape_target_up(self, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until every scrape target is up; the active targets."""
+
+        def all_up() -> list[dict[str, Any]] | None:
+            targets = self.active_targets()
+            if targets and all(t["health"] == "up" for t in targets):
+                return targets
+            return None
+
+        try:
+            return self.wait_until(all_up, timeout=timeout, what="scrape targets up")
+        except PrometheusError as error:
+            raise PrometheusError(f"{error}\ntargets: {self.active_targets()}") from None
