@@ -33,6 +33,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers.postfix import PostfixServers
+from tests.servers.tools import unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -71,16 +72,6 @@ COMMAND_TIMEOUT: Final = 120.0
 READY_TIMEOUT: Final = 60.0
 PROBE_TIMEOUT: Final = 90.0
 STOP_TIMEOUT: Final = 20.0
-
-
-def _ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def _skip_or_fail(reason: str) -> None:
-    if _ci():
-        pytest.fail(f"CI=true but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def _unavailable() -> str | None:
@@ -184,7 +175,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
     """The Dockerfile built on the stand-in base; removed again afterwards."""
     reason = _unavailable()
     if reason is not None:
-        _skip_or_fail(reason)
+        unavailable(reason)
     with _base_lock():
         if not _image_exists(BASE_IMAGE):
             _make_base_image(tmp_path_factory.mktemp("base"))
