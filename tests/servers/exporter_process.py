@@ -218,7 +218,7 @@ class ExporterProcess:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise ExporterError(
-                f"exporter still running {timeout:.0f}s later; log:\n{self.log()}"
+                f"exporter still running {timeout:.0f}s later; log:\n{self.log_tail()}"
             ) from None
 
     def log(self) -> str:
@@ -232,6 +232,10 @@ class ExporterProcess:
 
     def log_lines(self) -> list[str]:
         return self.log().splitlines()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the log, for failure messages."""
+        return "\n".join(self.log_lines()[-lines:])
 
     # --- HTTP -----------------------------------------------------------------------
 
@@ -294,10 +298,10 @@ class ExporterProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 raise ExporterError(
                     f"exporter exited with {self.proc.returncode} while waiting for {what}; "
-                    f"log:\n{self.log()}"
+                    f"log:\n{self.log_tail()}"
                 )
             if time.monotonic() > deadline:
-                raise ExporterError(f"no {what} after {timeout:.0f}s; log:\n{self.log()}")
+                raise ExporterError(f"no {what} after {timeout:.0f}s; log:\n{self.log_tail()}")
             time.sleep(interval)
 
     def wait_for_scrape(
