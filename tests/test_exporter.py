@@ -34,7 +34,7 @@ from tests.servers.exporter_process import (
     running_exporter,
     write_config,
 )
-from tests.servers.postfix import LISTENERS, PostfixServers
+from tests.servers.postfix import LISTENERS, PostfixServers, ipv6_loopback_usable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -284,7 +284,10 @@ def test_openmetrics_when_asked(fleet: Fleet) -> None:
     assert content_type.startswith("application/openmetrics-text"), content_type
     assert "version=1.0.0" in content_type
     assert response.text.endswith("# EOF\n")
-    families = {f.name: f for f in openmetrics_families(response.text)}  # strict parser
+    families = {
+        f.name: f
+        for f in openmetrics_families(response.text)  # type: ignore[no-untyped-call]
+    }  # the strict parser
     success = {s.labels["target"]: s.value for s in families["smtp_tls_probe_success"].samples}
     assert success["all"] == 1 and success[CLOSED] == 0
     assert families["smtp_tls_cert"].type == "info"
@@ -376,7 +379,7 @@ BAD_FILES = {
 @pytest.mark.parametrize("kind", list(BAD_FILES))
 def test_bad_reload_keeps_the_old_config(kind: str, tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    good = {
+    good: dict[str, Any] = {
         "defaults": {"interval": "5m", "timeout": "5s", "ehlo_name": "client.test"},
         "targets": [{"host": HOST, "port": closed_port(), "name": "old"}],
     }
@@ -494,6 +497,23 @@ def test_listen_address_in_use(tmp_path: Path) -> None:
     assert done.returncode == 1, done
     assert f"{port}" in done.stderr and "listen" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_listens_on_ipv6_loopback(tmp_path: Path) -> None:
+    if not ipv6_loopback_usable():
+        pytest.skip("::1 is not usable on this machine")
+    path = write_config(
+        tmp_path / "config.yaml", {"targets": [{"host": HOST, "port": closed_port()}]}
+    )
+    process = ExporterProcess(path, host="::1")
+    with process:
+        assert process.base_url.startswith("http://[::1]:")
+        assert process.get("/-/healthy").status == 200
+        process.wait_for_scrape(
+            lambda s: s.value("smtp_tls_exporter_targets") == 1, timeout=10, what="targets"
+        )
+        with socket.socket() as sock:  # only where it was told to listen
+            assert sock.connect_ex((HOST, process.port)) != 0
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,8 @@ def exporter_command() -> list[str]:
 
 def free_port(host: str = HOST) -> int:
     """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
@@ -132,24 +133,32 @@ class ExporterProcess:
         extra_args: Sequence[str] = (),
         log_file: Path | None = None,
         port: int | None = None,
+        host: str = HOST,
     ) -> None:
         self.config_file = config_file
         self.extra_args = tuple(extra_args)
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.log_file = log_file or config_file.with_name(f"exporter-{self.port}.log")
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
     @property
+    def address(self) -> str:
+        """``HOST:PORT`` it listens on, IPv6 literals in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"http://{self.address}"
 
     @property
     def argv(self) -> list[str]:
         return [
             *exporter_command(),
             f"--config.file={self.config_file}",
-            f"--web.listen-address={HOST}:{self.port}",
+            f"--web.listen-address={self.address}",
             *self.extra_args,
         ]
 

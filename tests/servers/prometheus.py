@@ -183,7 +183,7 @@ class PrometheusServer:
 
     def wait_until(
         self,
-        condition: Callable[[], _T],
+        condition: Callable[[], _T | None],
         *,
         timeout: float,
         what: str,
