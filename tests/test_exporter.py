@@ -337,9 +337,10 @@ def test_sighup_adds_removes_and_keeps_targets(postfix: PostfixServers, tmp_path
         loaded_at = before.value("smtp_tls_exporter_config_last_reload_success_timestamp_seconds")
         assert kept_at is not None and relabelled_at is not None and loaded_at is not None
 
-        # tls13 leaves, tls10 arrives, tls11 only gets another label, tls12 stays as it is.
+        # tls13 leaves, tls10 arrives, tls11 gets another label and interval (neither changes
+        # what a probe measures), tls12 stays as it is.
         config = config_for(postfix, ["tls12", "tls11", "tls10"])
-        config["targets"][1]["labels"] = {"site": "elsewhere"}
+        config["targets"][1] |= {"labels": {"site": "elsewhere"}, "interval": "10m"}
         write_config(path, config)
         process.sighup()
         after = process.wait_for_scrape(
