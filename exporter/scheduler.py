@@ -181,35 +181,37 @@ class Scheduler:
         self._running += 1
         self._busy_hosts[host] = state.target.name
         state.last_start = time.monotonic()
-        state.running = asyncio.create_task(self._probe_one(state, host))
+        state.running = asyncio.create_task(self._probe_one(state))
+        # A done callback, not a `finally`: a task cancelled before it ever ran (a reload in
+        # the same loop turn) never enters its body, but must still give its slot back.
+        state.running.add_done_callback(lambda _: self._finished(state, host))
 
-    async def _probe_one(self, state: _State, host: str) -> None:
+    async def _probe_one(self, state: _State) -> None:
         target = state.target
         started, clock = time.time(), time.monotonic()
         try:
-            try:
-                async with asyncio.timeout(target.timeout + _SAFETY_MARGIN):
-                    result = await self._probe(target)
-            except TimeoutError:
-                result = _failure(target, started, clock, Reason.PROBE_DEADLINE, "probe overran")
-            except Exception as exc:  # a bug must cost one probe, never the exporter
-                log.exception("probe of %s crashed", target.name)
-                result = _failure(
-                    target, started, clock, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
-                )
-            current = self._states.get(target.name)
-            if current is state:
-                self._store.record(state.target, result)
-                if self._on_result is not None:
-                    self._on_result(state.target, result)
-        finally:
-            self._running -= 1
-            if self._busy_hosts.get(host) == target.name:
-                del self._busy_hosts[host]
-            state.running = None
-            if self._states.get(target.name) is state and state.last_start is not None:
-                self._push(state, self._next_due(state.target, state.last_start, state.phase))
-            self._wake.set()
+            async with asyncio.timeout(target.timeout + _SAFETY_MARGIN):
+                result = await self._probe(target)
+        except TimeoutError:
+            result = _failure(target, started, clock, Reason.PROBE_DEADLINE, "probe overran")
+        except Exception as exc:  # a bug must cost one probe, never the exporter
+            log.exception("probe of %s crashed", target.name)
+            result = _failure(
+                target, started, clock, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+            )
+        if self._states.get(target.name) is state:
+            self._store.record(state.target, result)
+            if self._on_result is not None:
+                self._on_result(state.target, result)
+
+    def _finished(self, state: _State, host: str) -> None:
+        self._running -= 1
+        if self._busy_hosts.get(host) == state.target.name:
+            del self._busy_hosts[host]
+        state.running = None
+        if self._states.get(state.target.name) is state and state.last_start is not None:
+            self._push(state, self._next_due(state.target, state.last_start, state.phase))
+        self._wake.set()
 
     async def stop(self) -> None:
         """Cancel every running probe and wait for them."""

@@ -552,11 +552,6 @@ def test_json_logs(tmp_path: Path) -> None:
     assert all({"ts", "level", "msg"} <= event.keys() for event in events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exporter/scheduler.py: a probe task cancelled by a reload before its first step "
-    "never runs its finally block, so its concurrency slot and its host stay taken for good",
-)
 def test_probing_goes_on_after_reloads_during_dispatch(tmp_path: Path) -> None:
     # One probe at a time over many quick targets: the dispatcher starts a probe on nearly
     # every turn of the event loop, so reloads land between a start and the probe's first step.

@@ -190,3 +190,26 @@ def test_targets_spread_over_the_interval() -> None:
     # No minute of the interval holds more than a third of the targets.
     buckets = [sum(1 for d in dues if k * 60 <= (d % 300) < (k + 1) * 60) for k in range(5)]
     assert max(buckets) < len(names) / 3, buckets
+
+
+def test_reload_right_after_dispatch_frees_the_slot(servers: list[InprocServer]) -> None:
+    """A probe cancelled before its first step must still give back its slot and host."""
+    store, recorder = ResultStore(), Recorder()
+    first = target(servers[0], "mx", interval=30.0)
+    moved = Target(**{**_fields(first), "host": servers[1].host, "port": servers[1].port})
+
+    async def main() -> None:
+        scheduler = Scheduler(store, recorder, concurrency=1)
+        scheduler.apply((first,))
+        task = asyncio.create_task(scheduler.run())
+        await asyncio.sleep(0)  # the dispatcher starts the probe task...
+        scheduler.apply((moved,))  # ...and the reload cancels it before it runs
+        await asyncio.sleep(1.0)
+        assert scheduler.running == 0
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await scheduler.stop()
+
+    asyncio.run(main())
+    result = store.result("mx")
+    assert result is not None and result.success
