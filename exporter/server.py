@@ -132,6 +132,12 @@ class Exporter:
 
 
 async def _serve(exporter: Exporter, config: Config, host: str | None, port: int) -> int:
+    # Signals first: a SIGHUP or SIGTERM during start-up must not kill the process.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(exporter.reload()))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ResultCollector(exporter.store))
     from exporter.web import make_app
@@ -146,13 +152,12 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
               file=sys.stderr)  # fmt: skip
         await runner.cleanup()
         return 1
-    exporter.install(config)
-    log.info("listening", extra={"fields": {"address": f"{host or ''}:{port}"}})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(exporter.reload()))
+    if exporter.config is None:  # a SIGHUP during start-up may have loaded it already
+        exporter.install(config)
+    bound = sorted(
+        {f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}" for a in runner.addresses}
+    )
+    log.info("listening", extra={"fields": {"address": ",".join(bound)}})
     dispatcher = asyncio.create_task(exporter.scheduler.run())
     await stop.wait()
     log.info("shutting down")
@@ -168,6 +173,10 @@ def run(argv: Sequence[str]) -> int:
     args = _parser().parse_args(list(argv))
     if args.concurrency < 1:
         _parser().error("--probe.concurrency must be at least 1")
+    try:
+        host, port = parse_listen_address(args.listen)
+    except ValueError as exc:
+        _parser().error(f"--web.listen-address: {exc}")
     setup(args.log_level, args.log_format)
     try:
         config = load_config(args.config_file)
@@ -177,9 +186,5 @@ def run(argv: Sequence[str]) -> int:
     if args.config_check:
         print(f"{args.config_file}: OK, {len(config.targets)} targets")
         return 0
-    try:
-        host, port = parse_listen_address(args.listen)
-    except ValueError as exc:
-        _parser().error(f"--web.listen-address: {exc}")
     exporter = Exporter(args.config_file, args.concurrency)
     return asyncio.run(_serve(exporter, config, host, port))
