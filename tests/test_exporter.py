@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -35,6 +33,7 @@ from tests.servers.exporter_process import (
     write_config,
 )
 from tests.servers.postfix import LISTENERS, PostfixServers, ipv6_loopback_usable
+from tests.servers.tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,16 +81,6 @@ def config_for(
 def closed_port() -> int:
     """A loopback port nothing listens on (connections are refused at once)."""
     return free_port(HOST)
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not installed; run scripts/install-test-deps.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: required)")
-        pytest.skip(message)
-    return path
 
 
 # --- one exporter probing every listener ------------------------------------------------
@@ -261,7 +250,7 @@ def test_failing_probe_is_logged_with_its_reason(fleet: Fleet) -> None:
 @pytest.mark.postfix
 @pytest.mark.prometheus
 def test_promtool_accepts_a_real_scrape(fleet: Fleet) -> None:
-    promtool = require_tool("promtool")
+    promtool = require_tool("promtool", "scripts/install-test-deps.sh installs it")
     text = fleet.process.metrics_text()
     done = subprocess.run(
         [promtool, "check", "metrics"],

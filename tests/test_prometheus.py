@@ -4,7 +4,6 @@ alert rules of deploy/prometheus/alerts.yml evaluated on real series.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from tests.dashboard_queries import dashboard_queries
 from tests.servers.exporter_process import HOST, ExporterProcess, free_port, write_config
 from tests.servers.postfix import PostfixServers
 from tests.servers.prometheus import JOB, PrometheusServer, prometheus_binary
+from tests.servers.tools import unavailable
 
 pytestmark = [pytest.mark.postfix, pytest.mark.prometheus]
 
@@ -32,10 +32,8 @@ def require_prometheus() -> str:
     """The prometheus binary; skip without it, but fail under CI=true."""
     binary = prometheus_binary()
     if binary is None:
-        message = "prometheus not installed; run scripts/install-test-deps.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: required)", pytrace=False)
-        pytest.skip(message)
+        unavailable("prometheus is not installed (scripts/install-test-deps.sh installs it)")
+        raise AssertionError("unreachable")
     return binary
 
 
