@@ -1,0 +1,120 @@
+"""`check --json` as a subprocess against in-process servers: the precise and hostile cases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.servers import tlsbytes
+from tests.servers.certs import TestCerts, make_test_certs
+from tests.servers.inproc import Behaviour, InprocServer, reset, tls_context
+
+ALL5 = ("ssl3", "1.0", "1.1", "1.2", "1.3")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> TestCerts:
+    return make_test_certs(tmp_path_factory.mktemp("certs"))
+
+
+def check(server: InprocServer, *extra: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "check", server.address, "--json",
+         "--servername", "mail.test", "--ehlo-name", "client.test", *extra],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.stderr == ""
+    (line,) = done.stdout.splitlines()
+    return done.returncode, json.loads(line)
+
+
+def test_tls13_only_with_hello_retry_request(certs: TestCerts) -> None:
+    context = tls_context(
+        str(certs.rsa.cert), str(certs.rsa.key), ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3
+    )
+    context.set_ecdh_curve("secp384r1")
+    with InprocServer(Behaviour(context=context)) as server:
+        status, report = check(server, "--ca-file", str(certs.ca_pem))
+    assert status == 0
+    assert report["versions"] == {v: v == "1.3" for v in ALL5}
+    assert report["negotiated"]["version"] == "TLSv1.3"
+    assert report["certificate"]["verified"] is True
+    assert report["certificate"]["not_after"] == certs.rsa.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_sslv3_only(certs: TestCerts) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    der = certs.rsa.leaf_certificate().public_bytes(Encoding.DER)
+
+    async def answer(client_hello: bytes, writer: asyncio.StreamWriter) -> None:
+        if tlsbytes.offered_version(client_hello) == 0x0300:
+            writer.write(tlsbytes.flight(0x0300, (der,), cipher=0x000A))
+        else:
+            writer.write(tlsbytes.alert(70))
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        status, report = check(server, "--ca-file", str(certs.ca_pem))
+    assert status == 0
+    assert report["versions"] == {v: v == "ssl3" for v in ALL5}
+    assert report["version_details"]["ssl3"]["cipher"] == "TLS_RSA_WITH_3DES_EDE_CBC_SHA"
+    assert report["version_details"]["1.2"]["detail"] == "alert protocol_version"
+    assert report["negotiated"] is None
+    assert report["certificate"]["subject"]
+
+
+def test_every_version_reset_is_broken_tls() -> None:
+    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+        reset(writer)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        status, report = check(server)
+    assert status == 1
+    assert report["success"] is False
+    assert report["error"] == "tls_broken"
+    assert report["versions"] == dict.fromkeys(ALL5)
+
+
+def test_server_that_never_greets() -> None:
+    with InprocServer(Behaviour(silent=True)) as server:
+        status, report = check(server, "--timeout", "1.5")
+    assert status == 1
+    assert report["error"] == "greeting_timeout"
+    assert report["versions"] == dict.fromkeys(ALL5)
+    assert report["duration_seconds"] < 4
+
+
+def test_reset_after_starttls() -> None:
+    with InprocServer(Behaviour()) as server:  # answers 220 to STARTTLS, then hangs up
+        status, report = check(server)
+    assert status == 1
+    assert report["starttls_advertised"] is True
+    assert report["error"] == "tls_broken"
+
+
+def test_no_starttls_is_success_with_every_version_refused() -> None:
+    with InprocServer(Behaviour(starttls=False)) as server:
+        status, report = check(server)
+    assert status == 0
+    assert report["success"] is True
+    assert report["starttls_advertised"] is False
+    assert report["versions"] == dict.fromkeys(ALL5, False)
+    assert report["certificate"] is None
+
+
+def test_rejected_greeting_keeps_the_servers_words() -> None:
+    behaviour = Behaviour(greeting=("421-mx.test too busy", "421 4.7.0 try again later"))
+    with InprocServer(behaviour) as server:
+        status, report = check(server)
+    assert status == 1
+    assert report["error"] == "greeting_rejected"
+    assert "421 4.7.0 try again later" in report["error_detail"]
+    assert report["starttls_advertised"] is None
