@@ -205,6 +205,18 @@ def test_server_trickling_its_answer_byte_by_byte(certs: TestCerts) -> None:
     assert result.certificate is not None
 
 
+def test_server_stalling_after_its_server_hello_still_gives_a_verdict() -> None:
+    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(tlsbytes.record(22, tlsbytes.server_hello(0x0303, 0xC02F)))
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server, versions=(TLSVersion.TLS1_2,), timeout=2.0)
+    assert verdicts(result) == {"1.2": True}
+    assert result.duration < 4
+
+
 def test_server_choosing_another_version_refuses_the_one_asked(certs: TestCerts) -> None:
     der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())  # type: ignore[arg-type]
 

@@ -169,6 +169,12 @@ async def _read_flight(
                     chunk = await reader.read(65536)
         except ConnectionError:
             chunk, reset = b"", True
+        except ProbeFailure:
+            # Stalled after its ServerHello: the verdict stands, the chain is lost.
+            flight = hello.parse_server_flight(bytes(buffer), want_certificates=False)
+            if flight.hello is not None:
+                return flight
+            raise
         else:
             reset = False
         if not chunk:
@@ -199,7 +205,7 @@ def _judge(version: TLSVersion, flight: hello.ServerFlight | _Dropped) -> _Outco
     if isinstance(flight, _Dropped):
         return flight
     if flight.plaintext is not None:
-        text = smtp._clean(flight.plaintext.splitlines()[0] if flight.plaintext else b"")
+        text = smtp.printable(flight.plaintext.splitlines()[0] if flight.plaintext else b"")
         return ProbeFailure(Reason.STARTTLS_REJECTED, f"plaintext answer to ClientHello: {text}")
     if flight.alert is not None:
         return _Refused(f"alert {flight.alert.name}")

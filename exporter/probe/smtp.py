@@ -83,7 +83,7 @@ async def read_reply(reader: asyncio.StreamReader, timeout: float) -> Reply:
             except asyncio.IncompleteReadError as exc:
                 if exc.partial:
                     raise ProbeFailure(
-                        Reason.CONNECTION_CLOSED, _clean(exc.partial) or "closed mid-reply"
+                        Reason.CONNECTION_CLOSED, printable(exc.partial) or "closed mid-reply"
                     ) from None
                 raise ProbeFailure(Reason.CONNECTION_CLOSED, "closed by the server") from None
             except asyncio.LimitOverrunError:
@@ -99,16 +99,16 @@ async def read_reply(reader: asyncio.StreamReader, timeout: float) -> Reply:
                 or (len(line) > 3 and line[3:4] not in b" -")
             ):
                 raise ProbeFailure(
-                    Reason.SMTP_PROTOCOL_ERROR, f"not an SMTP reply: {_clean(line)!r}"
+                    Reason.SMTP_PROTOCOL_ERROR, f"not an SMTP reply: {printable(line)!r}"
                 )
-            lines.append(_clean(line[4:]))
+            lines.append(printable(line[4:]))
             if len(lines) > MAX_LINES:
                 raise ProbeFailure(Reason.SMTP_PROTOCOL_ERROR, f"reply of over {MAX_LINES} lines")
             if line[3:4] != b"-":
                 return Reply(int(line[:3]), tuple(lines))
 
 
-def _clean(data: bytes) -> str:
+def printable(data: bytes) -> str:
     """Server bytes as printable text, for failure reasons and labels."""
     text = data.decode("utf-8", "replace")
     return "".join(ch if ch.isprintable() else " " for ch in text).strip()[:512]
