@@ -2,21 +2,30 @@
 
 Every per-target sample carries `target` plus the target's own labels; targets may carry
 different extra labels, so samples are added with per-sample label sets.
+
+The text format also has a fast path: each target's lines are rendered once per result
+and reused on every scrape until the next probe, so a scrape of tens of thousands of
+targets is mostly string joining.
 """
 
 from __future__ import annotations
 
 import platform
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import cast
 
 from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.results import ProbeResult, Reason
 from exporter.store import ResultStore
 from exporter.target import Target
+
+_go_float = cast(Callable[[float], str], floatToGoString)
 
 #: Longest label value taken from what a server said.
 MAX_LABEL_VALUE = 256
@@ -72,17 +81,51 @@ class _Families:
         return iter(self.by_name.values())
 
 
+#: Sample sink: (sample name, labels, value).
+_Sink = Callable[[str, dict[str, str], float], None]
+
+_FAMILY_ORDER = tuple(name for name, _, _ in _Families._SPECS)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _header(name: str, kind: str, doc: str) -> str:
+    kind = "gauge" if kind == "info" else kind
+    return f"# HELP {name} {_escape_help(doc)}\n# TYPE {name} {kind}\n"
+
+
+def _escape_help(doc: str) -> str:
+    return doc.replace("\\", r"\\").replace("\n", r"\n")
+
+
+_HEADERS = {name: _header(name, kind, doc) for name, kind, doc in _Families._SPECS}
+
+
+def _render(target: Target, result: ProbeResult) -> dict[str, str]:
+    """One target's sample lines in the text format, by family."""
+    lines: dict[str, list[str]] = {}
+
+    def sink(name: str, labels: dict[str, str], value: float) -> None:
+        text = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+        lines.setdefault(name, []).append(f"{name}{{{text}}} {_go_float(value)}\n")
+
+    _add_result(sink, target, result)
+    return {name: "".join(parts) for name, parts in lines.items()}
+
+
 def _target_labels(target: Target) -> dict[str, str]:
     labels = dict(target.labels)
     labels["target"] = target.name
     return labels
 
 
-def _add_result(families: _Families, target: Target, result: ProbeResult) -> None:
+def _add_result(sink: _Sink, target: Target, result: ProbeResult) -> None:
     base = _target_labels(target)
 
     def add(name: str, value: float, **extra: str) -> None:
-        families.add(name, {**base, **extra} if extra else base, value)
+        sink(name, {**base, **extra} if extra else base, value)
 
     for version in result.versions:
         supported = version.supported
@@ -139,14 +182,43 @@ class ResultCollector(Collector):
 
     def __init__(self, store: ResultStore) -> None:
         self._store = store
+        self._rendered: dict[str, tuple[Target, ProbeResult, dict[str, str]]] = {}
+        self._own = _ExporterMetrics(self)
 
     def collect(self) -> Iterable[Metric]:
         families = _Families()
         for target, result in self._store.snapshot():
             if result is not None:
-                _add_result(families, target, result)
+                _add_result(families.add, target, result)
         yield from families
         yield from self._exporter_metrics()
+
+    def render_text(self) -> bytes:
+        """The Prometheus text format, the same bytes as `generate_latest` would give,
+        from lines rendered once per probe result."""
+        cache = self._rendered
+        fresh: dict[str, tuple[Target, ProbeResult, dict[str, str]]] = {}
+        by_family: dict[str, list[str]] = {name: [] for name in _FAMILY_ORDER}
+        for target, result in self._store.snapshot():
+            if result is None:
+                continue
+            hit = cache.get(target.name)
+            if hit is not None and hit[0] is target and hit[1] is result:
+                rendered = hit[2]
+            else:
+                rendered = _render(target, result)
+            fresh[target.name] = (target, result, rendered)
+            for name, text in rendered.items():
+                by_family[name].append(text)
+        self._rendered = fresh
+        parts = []
+        for name in _FAMILY_ORDER:
+            parts.append(_HEADERS[name])
+            parts.extend(by_family[name])
+        return "".join(parts).encode() + generate_latest(self._own)
+
+    def exporter_metrics(self) -> Iterator[Metric]:
+        return self._exporter_metrics()
 
     def _exporter_metrics(self) -> Iterator[Metric]:
         store = self._store
@@ -201,3 +273,13 @@ class ResultCollector(Collector):
             1.0,
         )
         yield build
+
+
+class _ExporterMetrics(Collector):
+    """The exporter's own few families, for the text fast path."""
+
+    def __init__(self, owner: ResultCollector) -> None:
+        self._owner = owner
+
+    def collect(self) -> Iterable[Metric]:
+        return self._owner.exporter_metrics()

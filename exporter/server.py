@@ -139,10 +139,12 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(exporter.reload()))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ResultCollector(exporter.store))
+    collector = ResultCollector(exporter.store)
+    registry.register(collector)
     from exporter.web import make_app
 
-    runner = web.AppRunner(make_app(exporter.store, registry, exporter.reload), access_log=None)
+    app = make_app(exporter.store, registry, exporter.reload, collector.render_text)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host=host, port=port, reuse_address=True)
     try:

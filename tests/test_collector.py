@@ -163,3 +163,46 @@ def test_targets_without_results_have_no_series_yet() -> None:
     assert "smtp_tls_exporter_targets 1.0" in lines
     assert not any(line.startswith("smtp_tls_probe_success{") for line in lines)
     assert "smtp_tls_exporter_config_last_reload_successful 0.0" in lines
+
+
+def test_fast_text_path_gives_the_same_bytes_as_the_client_library() -> None:
+    targets = (
+        Target(host="mx1.example.org", name="mx1", labels=(("site", "eu"), ("zone", "a"))),
+        Target(host="mx2.example.org"),
+        Target(host="::1", port=2525),
+    )
+    store = ResultStore()
+    store.set_targets(targets, frozenset())
+    registry = CollectorRegistry(auto_describe=False)
+    collector = ResultCollector(store)
+    registry.register(collector)
+
+    def record(target: Target, detail: str, cert: CertificateInfo | None) -> None:
+        store.record(
+            target,
+            ProbeResult(
+                target=target.name,
+                started=1_800_000_000.123,
+                duration=1.5e-3,
+                success=cert is not None,
+                error=None if cert else Reason.EHLO_REJECTED,
+                error_detail=detail,
+                starttls_advertised=True,
+                versions=(
+                    VersionResult(TLSVersion.TLS1_2, Verdict.ACCEPTED, ""),
+                    VersionResult(TLSVersion.TLS1_0, Verdict.REFUSED, detail),
+                ),
+                negotiated=Negotiated("TLSv1.2", 'we"ird\\cipher'),
+                certificate=cert,
+            ),
+        )
+
+    record(targets[0], "", _certificate())
+    record(targets[1], 'a "quoted"\nmulti-line \\ reply', None)
+    assert collector.render_text() == generate_latest(registry)
+    # A new result replaces the rendered lines; a target without results has none.
+    record(targets[0], "", None)
+    assert collector.render_text() == generate_latest(registry)
+    store.set_targets(targets[1:], frozenset({"mx2.example.org:25"}))
+    assert collector.render_text() == generate_latest(registry)
+    assert b'target="mx1"' not in collector.render_text()
