@@ -30,6 +30,7 @@ from tests.servers.exporter_process import (
     free_port,
     run_exporter,
     running_exporter,
+    target_entry,
     write_config,
 )
 from tests.servers.postfix import LISTENERS, PostfixServers, ipv6_loopback_usable
@@ -44,19 +45,6 @@ LABELLED = frozenset({"tls10", "all", "implicit", "expired"})
 CLOSED = "closed"
 #: The first round probes ~17 targets one at a time (one probe per host), postscreen ~6 s.
 FIRST_ROUND_TIMEOUT = 90.0
-
-
-def target_entry(postfix: PostfixServers, name: str, **extra: Any) -> dict[str, Any]:
-    """The config file entry of one Postfix listener, named after it."""
-    listener = postfix.listener(name)
-    entry: dict[str, Any] = {
-        "host": listener.host,
-        "port": listener.port,
-        "tls": listener.tls.value,
-        "name": name,
-        "servername": "localhost",
-    }
-    return entry | extra
 
 
 def config_for(

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from tests.dashboard_queries import dashboard_queries
-from tests.servers.exporter_process import HOST, ExporterProcess, free_port, write_config
+from tests.servers.exporter_process import (
+    HOST,
+    ExporterProcess,
+    free_port,
+    target_entry,
+    write_config,
+)
 from tests.servers.postfix import PostfixServers
 from tests.servers.prometheus import JOB, PrometheusServer, prometheus_binary
 from tests.servers.tools import unavailable
@@ -53,19 +59,10 @@ class Stack:
 
 
 def exporter_config(postfix: PostfixServers) -> dict[str, Any]:
-    targets: list[dict[str, Any]] = []
-    for name in LISTENER_TARGETS:
-        listener = postfix.listener(name)
-        entry: dict[str, Any] = {
-            "host": listener.host,
-            "port": listener.port,
-            "tls": listener.tls.value,
-            "name": name,
-            "servername": "localhost",
-        }
-        if name in LABELLED:
-            entry["labels"] = {"site": "test"}
-        targets.append(entry)
+    targets = [
+        target_entry(postfix, name, **({"labels": {"site": "test"}} if name in LABELLED else {}))
+        for name in LISTENER_TARGETS
+    ]
     targets.append({"host": HOST, "port": free_port(), "name": CLOSED})
     return {
         "defaults": {

@@ -15,19 +15,23 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import yaml
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+
+from tests.servers.process import ServiceProcess
+
+if TYPE_CHECKING:
+    from tests.servers.postfix import PostfixServers
 
 HOST = "127.0.0.1"
 
@@ -53,6 +57,19 @@ def write_config(path: Path, config: Mapping[str, Any]) -> Path:
     """Write a config mapping as YAML."""
     path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
     return path
+
+
+def target_entry(postfix: PostfixServers, name: str, **extra: Any) -> dict[str, Any]:
+    """The config file entry of one Postfix listener, named after it."""
+    listener = postfix.listener(name)
+    entry: dict[str, Any] = {
+        "host": listener.host,
+        "port": listener.port,
+        "tls": listener.tls.value,
+        "name": name,
+        "servername": "localhost",
+    }
+    return entry | extra
 
 
 def run_exporter(
@@ -123,8 +140,11 @@ class ExporterError(AssertionError):
     """The exporter did not do what a test waited for; carries its log."""
 
 
-class ExporterProcess:
+class ExporterProcess(ServiceProcess):
     """One running exporter; use as a context manager so it is always stopped."""
+
+    name = "exporter"
+    error = ExporterError
 
     def __init__(
         self,
@@ -139,9 +159,7 @@ class ExporterProcess:
         self.extra_args = tuple(extra_args)
         self.host = host
         self.port = port or free_port(host)
-        self.log_file = log_file or config_file.with_name(f"exporter-{self.port}.log")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
+        super().__init__(log_file or config_file.with_name(f"exporter-{self.port}.log"))
 
     @property
     def address(self) -> str:
@@ -164,51 +182,10 @@ class ExporterProcess:
 
     # --- life cycle -----------------------------------------------------------------
 
-    def start(self, ready_timeout: float = 20.0) -> ExporterProcess:
+    def start(self, ready_timeout: float = 20.0) -> Self:
         """Start the process and wait until ``/-/ready`` answers 200."""
-        self._log = self.log_file.open("wb")
-        self.proc = subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        try:
-            self.wait_until(self._ready, timeout=ready_timeout, what="/-/ready to answer 200")
-        except BaseException:
-            self.stop()
-            raise
+        self._launch(self.argv, ready_timeout=ready_timeout)
         return self
-
-    def _ready(self) -> bool:
-        try:
-            return self.get("/-/ready", timeout=2).status == 200
-        except OSError:
-            return False
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL if it lingers; the exit status (None if never started)."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return proc.returncode
-
-    def __enter__(self) -> ExporterProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None, "not started"
@@ -229,22 +206,6 @@ class ExporterProcess:
             raise ExporterError(
                 f"exporter still running {timeout:.0f}s later; log:\n{self.log_tail()}"
             ) from None
-
-    def log(self) -> str:
-        """Everything the process wrote so far (its log goes to stderr)."""
-        if self._log is not None:
-            self._log.flush()
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_lines(self) -> list[str]:
-        return self.log().splitlines()
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The last lines of the log, for failure messages."""
-        return "\n".join(self.log_lines()[-lines:])
 
     # --- HTTP -----------------------------------------------------------------------
 
@@ -289,29 +250,6 @@ class ExporterProcess:
         return Scrape(self.metrics_text())
 
     # --- waiting --------------------------------------------------------------------
-
-    def wait_until(
-        self,
-        condition: Callable[[], bool],
-        *,
-        timeout: float,
-        what: str,
-        interval: float = 0.2,
-    ) -> None:
-        """Poll ``condition`` until it holds; fail (with the log) after ``timeout`` seconds
-        or as soon as the process has exited."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if condition():
-                return
-            if self.proc is not None and self.proc.poll() is not None:
-                raise ExporterError(
-                    f"exporter exited with {self.proc.returncode} while waiting for {what}; "
-                    f"log:\n{self.log_tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise ExporterError(f"no {what} after {timeout:.0f}s; log:\n{self.log_tail()}")
-            time.sleep(interval)
 
     def wait_for_scrape(
         self,

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self
 
 import yaml
 
 from tests.servers.exporter_process import HOST, free_port
-
-_T = TypeVar("_T")
+from tests.servers.process import ServiceProcess
 
 JOB = "smtp-tls-exporter"
 
@@ -39,8 +36,12 @@ class PrometheusError(AssertionError):
     """Prometheus did not start, or did not reach a state a test waited for."""
 
 
-class PrometheusServer:
+class PrometheusServer(ServiceProcess):
     """One Prometheus process; use as a context manager so it is always stopped."""
+
+    name = "prometheus"
+    error = PrometheusError
+    poll_interval = 0.5
 
     def __init__(
         self,
@@ -60,9 +61,7 @@ class PrometheusServer:
         self.binary = binary or prometheus_binary() or "prometheus"
         self.port = free_port()
         self.config_file = workdir / "prometheus.yml"
-        self.log_file = workdir / "prometheus.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
+        super().__init__(workdir / "prometheus.log")
 
     @property
     def base_url(self) -> str:
@@ -83,11 +82,11 @@ class PrometheusServer:
 
     # --- life cycle -----------------------------------------------------------------
 
-    def start(self, ready_timeout: float = 30.0) -> PrometheusServer:
+    def start(self, ready_timeout: float = 30.0) -> Self:
+        """Write the config, start Prometheus and wait until ``/-/ready`` answers 200."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        self._log = self.log_file.open("wb")
-        self.proc = subprocess.Popen(
+        self._launch(
             [
                 self.binary,
                 f"--config.file={self.config_file}",
@@ -95,51 +94,14 @@ class PrometheusServer:
                 f"--web.listen-address={HOST}:{self.port}",
                 "--log.level=info",
             ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            ready_timeout=ready_timeout,
             cwd=self.workdir,
         )
-        try:
-            self.wait_until(self._ready, timeout=ready_timeout, what="/-/ready")
-        except BaseException:
-            self.stop()
-            raise
         return self
 
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.base_url + "/-/ready", timeout=2) as answer:
-                return bool(answer.status == 200)
-        except OSError:
-            return False
-
-    def stop(self, timeout: float = 15.0) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log(self) -> str:
-        if self._log is not None:
-            self._log.flush()
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """As for any process, with more time: Prometheus closes its TSDB on the way out."""
+        return super().stop(timeout)
 
     # --- HTTP API -------------------------------------------------------------------
 
@@ -180,30 +142,6 @@ class PrometheusServer:
         return alerts
 
     # --- waiting --------------------------------------------------------------------
-
-    def wait_until(
-        self,
-        condition: Callable[[], _T | None],
-        *,
-        timeout: float,
-        what: str,
-        interval: float = 0.5,
-    ) -> _T:
-        """Poll until ``condition()`` is truthy; its value. Fails with the log on timeout
-        or when Prometheus exits."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if self.proc is not None and self.proc.poll() is not None:
-                raise PrometheusError(
-                    f"prometheus exited with {self.proc.returncode} while waiting for {what}; "
-                    f"log:\n{self.log()}"
-                )
-            if time.monotonic() > deadline:
-                raise PrometheusError(f"no {what} after {timeout:.0f}s; log:\n{self.log()[-4000:]}")
-            time.sleep(interval)
 
     def wait_for_scrape_target_up(self, timeout: float = 30.0) -> list[dict[str, Any]]:
         """Wait until every scrape target is up; the active targets."""
