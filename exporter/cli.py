@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import math
 import sys
 from collections.abc import Sequence
 
@@ -45,13 +46,50 @@ def _versions(text: str) -> tuple[TLSVersion, ...]:
 
 
 def _positive(text: str) -> float:
+    from exporter.config import MAX_DURATION
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number of seconds greater than 0, got {text!r}"
+        )
+    if value > MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_DURATION:.0f} seconds (one year)")
     return value
+
+
+def _ehlo_name(text: str) -> str:
+    """A name EHLO may carry: a domain or an address literal, ASCII, no CR/LF."""
+    from exporter.config import _ehlo_problem
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    problem = _ehlo_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return text
+
+
+def _host_problem(text: str) -> str | None:
+    """Why `text` is neither a host name nor an IP address, or None."""
+    from exporter.config import _parse_host
+
+    if not text.strip():
+        return "must not be empty"
+    _, problem = _parse_host(text)
+    return None if problem is None else f"{text!r} {problem}"
+
+
+def _servername(text: str) -> str:
+    """SNI and the name to match: a host name or an IP address, without a final dot."""
+    name = text.rstrip(".") or text
+    problem = _host_problem(name)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return name
 
 
 def _check_parser() -> argparse.ArgumentParser:
@@ -64,11 +102,17 @@ def _check_parser() -> argparse.ArgumentParser:
         "--tls", choices=[m.value for m in TLSMode], help="default: starttls, implicit on 465"
     )
     parser.add_argument(
-        "--servername", help="SNI and the name the certificate must match (default: HOST)"
+        "--servername",
+        type=_servername,
+        help="SNI and the name the certificate must match (default: HOST)",
     )
     parser.add_argument("--ca-file", help="PEM trust anchors (default: the system store)")
     parser.add_argument("--timeout", type=_positive, default=30.0, help="deadline in seconds (30)")
-    parser.add_argument("--ehlo-name", help="name sent in EHLO (default: this machine's FQDN)")
+    parser.add_argument(
+        "--ehlo-name",
+        type=_ehlo_name,
+        help="name sent in EHLO (default: this machine's FQDN)",
+    )
     parser.add_argument(
         "--versions",
         type=_versions,
@@ -101,6 +145,11 @@ def check(argv: Sequence[str]) -> int:
         parser.error(str(exc))
     if not host:
         parser.error("HOST is empty")
+    if args.address.startswith("[") and ":" not in host:
+        parser.error(f"HOST {args.address!r}: brackets are only for IPv6 addresses")
+    problem = _host_problem(host)
+    if problem is not None:
+        parser.error(f"HOST {problem}")
     port = port or 25
     mode = (
         TLSMode(args.tls) if args.tls else (TLSMode.IMPLICIT if port == 465 else TLSMode.STARTTLS)
@@ -122,11 +171,18 @@ def check(argv: Sequence[str]) -> int:
         ca_file=args.ca_file,
         connections=args.connections,
     )
-    result = asyncio.run(probe(target))
-    if args.json:
-        print(json.dumps(to_json(target, result), indent=None))
-    else:
-        print(to_table(target, result))
+    try:
+        result = asyncio.run(probe(target))
+        text = (
+            json.dumps(to_json(target, result), indent=None)
+            if args.json
+            else to_table(target, result)
+        )
+    except Exception as exc:  # a bug: one line for the person, never a traceback
+        why = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"smtp-tls-exporter check: internal error: {why}", file=sys.stderr)
+        return 1
+    print(text)
     return 0 if result.success else 1
 
 
