@@ -375,8 +375,8 @@ def _summarize(
     if chain:
         try:
             certificate = certs.analyze(chain, target.servername, trust)
-        except ValueError as exc:
-            error = error or ProbeFailure(Reason.TLS_PROTOCOL_ERROR, str(exc))
+        except Exception as exc:  # a hostile certificate costs its facts, not the probe
+            error = error or ProbeFailure(Reason.TLS_PROTOCOL_ERROR, f"certificate: {exc}")
     elif (accepted_any or isinstance(default, tls.Handshake)) and error is None:
         cause = default if isinstance(default, ProbeFailure) else None
         error = ProbeFailure(

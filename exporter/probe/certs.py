@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
@@ -98,7 +99,7 @@ def trust_store(ca_file: str | None = None) -> TrustStore:
 def _key_facts(cert: x509.Certificate) -> tuple[str, int]:
     try:
         key = cert.public_key()
-    except (ValueError, TypeError):
+    except Exception:  # unsupported algorithms (GOST, ...) raise their own types
         return "unknown", 0
     if isinstance(key, rsa.RSAPublicKey):
         return "RSA", key.key_size
@@ -116,9 +117,7 @@ def _key_facts(cert: x509.Certificate) -> tuple[str, int]:
 def _sans(cert: x509.Certificate) -> tuple[str, ...]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return ()
-    except ValueError:
+    except Exception:  # missing, duplicated or malformed extensions alike
         return ()
     names = ext.get_values_for_type(x509.DNSName)
     addresses = [str(a) for a in ext.get_values_for_type(x509.IPAddress)]
@@ -134,7 +133,7 @@ def _signature_algorithm(cert: x509.Certificate) -> str:
 def _name(name_obj: x509.Name) -> str:
     try:
         return name_obj.rfc4514_string()
-    except ValueError:
+    except Exception:
         return "<unreadable>"
 
 
@@ -195,10 +194,51 @@ def _leaf_policy() -> ExtensionPolicy:
     )
 
 
-def _verify(
-    chain: Sequence[x509.Certificate], servername: str, trust: TrustStore, now: datetime
-) -> tuple[VerifyError | None, str]:
-    leaf, intermediates = chain[0], list(chain[1:])
+#: Certificates kept from what a server sends (real chains have 2-4).
+_MAX_KEPT = 16
+
+#: Path building is exponential in look-alike intermediates; real chains are short.
+_MAX_INTERMEDIATES = 8
+_MAX_CHAIN_DEPTH = 8
+
+
+def _distinct_intermediates(
+    leaf: x509.Certificate, sent: Sequence[x509.Certificate]
+) -> list[x509.Certificate]:
+    """The sent CA certificates without repeats of one (subject, key), at most a few.
+
+    A hostile server can send many certificates with one subject and key: each is a valid
+    issuer of the others, and the path builder would try every ordering of them.
+    """
+    seen: set[tuple[bytes, bytes]] = set()
+    kept: list[x509.Certificate] = []
+    for cert in sent:
+        try:
+            key = cert.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        except Exception:  # an unsupported key cannot issue anything we can check
+            continue
+        identity = (cert.subject.public_bytes(), key)
+        if identity in seen or cert == leaf:
+            continue
+        seen.add(identity)
+        kept.append(cert)
+        if len(kept) == _MAX_INTERMEDIATES:
+            break
+    return kept
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+
+
+def _date_problem(
+    chain: Sequence[x509.Certificate], now: datetime
+) -> tuple[VerifyError, str] | None:
     for position, cert in enumerate(chain):
         which = "leaf certificate" if position == 0 else f"chain certificate {position}"
         if cert.not_valid_after_utc < now:
@@ -208,8 +248,25 @@ def _verify(
                 VerifyError.NOT_YET_VALID,
                 f"{which} is not valid before {cert.not_valid_before_utc:%Y-%m-%d}",
             )
+    return None
+
+
+def _verify(
+    chain: Sequence[x509.Certificate], servername: str, trust: TrustStore, now: datetime
+) -> tuple[VerifyError | None, str]:
+    """Build a path first; only when none exists, name the most useful reason.
+
+    Dates are judged only after a failed path build: a server may send an expired
+    cross-signed certificate it does not need, and the chain still verifies.
+    """
+    leaf = chain[0]
+    intermediates = _distinct_intermediates(leaf, chain[1:])
     if trust.store is None:
-        return VerifyError.UNTRUSTED, f"no trust anchors could be loaded ({trust.source})"
+        dates = _date_problem([leaf, *intermediates], now)
+        return dates or (
+            VerifyError.UNTRUSTED,
+            f"no trust anchors could be loaded ({trust.source})",
+        )
     sans = _sans(leaf)
     if not sans:
         return VerifyError.INVALID, "certificate has no subjectAltName"
@@ -217,53 +274,43 @@ def _verify(
         PolicyBuilder()
         .store(trust.store)
         .time(now)
+        .max_chain_depth(_MAX_CHAIN_DEPTH)
         .extension_policies(
             ca_policy=ExtensionPolicy.webpki_defaults_ca(), ee_policy=_leaf_policy()
         )
     )
-    own_name = _name_in_leaf(sans)
+    own_name = _name_in_leaf(sans) or servername
     try:
-        if own_name is not None:
-            builder.build_server_verifier(_verify_subject(own_name)).verify(leaf, intermediates)
-        builder.build_server_verifier(_verify_subject(servername)).verify(leaf, intermediates)
+        builder.build_server_verifier(_verify_subject(own_name)).verify(leaf, intermediates)
     except VerificationError as exc:
-        detail = str(exc)
-        if own_name is not None and _chain_ok(builder, own_name, leaf, intermediates):
-            return VerifyError.HOSTNAME_MISMATCH, f"certificate is not valid for {servername}"
-        if leaf.issuer == leaf.subject and leaf.issuer.public_bytes() not in trust.subjects:
-            return VerifyError.SELF_SIGNED, "self-signed certificate"
-        known = trust.subjects | {c.subject.public_bytes() for c in intermediates}
-        if _top_issuer(chain).public_bytes() not in known:
-            return VerifyError.INCOMPLETE_CHAIN, f"issuer not sent and not trusted: {detail}"
-        return VerifyError.UNTRUSTED, detail
+        return _why_untrusted(leaf, intermediates, trust, now, str(exc))
     except (ValueError, TypeError) as exc:
         return VerifyError.INVALID, str(exc)
+    try:
+        builder.build_server_verifier(_verify_subject(servername)).verify(leaf, intermediates)
+    except (VerificationError, ValueError, TypeError):
+        return VerifyError.HOSTNAME_MISMATCH, f"certificate is not valid for {servername}"
     return None, ""
 
 
-def _chain_ok(
-    builder: PolicyBuilder,
-    name: str,
+def _why_untrusted(
     leaf: x509.Certificate,
     intermediates: list[x509.Certificate],
-) -> bool:
-    try:
-        builder.build_server_verifier(_verify_subject(name)).verify(leaf, intermediates)
-    except (VerificationError, ValueError, TypeError):
-        return False
-    return True
-
-
-def _top_issuer(chain: Sequence[x509.Certificate]) -> x509.Name:
-    """The issuer of the last certificate reachable from the leaf through what was sent."""
-    by_subject = {c.subject.public_bytes(): c for c in chain}
-    current = chain[0]
-    for _ in range(len(chain)):
-        parent = by_subject.get(current.issuer.public_bytes())
-        if parent is None or parent is current:
-            break
-        current = parent
-    return current.issuer
+    trust: TrustStore,
+    now: datetime,
+    detail: str,
+) -> tuple[VerifyError, str]:
+    dates = _date_problem([leaf, *intermediates], now)
+    if dates is not None:
+        return dates
+    if leaf.issuer == leaf.subject and leaf.issuer.public_bytes() not in trust.subjects:
+        return VerifyError.SELF_SIGNED, "self-signed certificate"
+    if not any(_is_ca(c) for c in intermediates) and (
+        leaf.issuer.public_bytes() not in trust.subjects
+    ):
+        # Only the leaf was sent and no anchor issued it: the intermediate is missing.
+        return VerifyError.INCOMPLETE_CHAIN, f"issuer not sent and not trusted: {detail}"
+    return VerifyError.UNTRUSTED, detail
 
 
 def analyze(
@@ -281,7 +328,7 @@ def analyze(
         return None
     now = now or datetime.now(UTC)
     parsed: list[x509.Certificate] = []
-    for der in ders:
+    for der in ders[:_MAX_KEPT]:
         try:
             parsed.append(x509.load_der_x509_certificate(der))
         except ValueError as exc:
