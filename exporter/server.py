@@ -90,10 +90,19 @@ def _log_result(target: Target, result: ProbeResult) -> None:
     }
     if result.error is None:
         log.debug("probe finished", extra={"fields": fields})
-        return
-    fields["reason"] = result.error.value
-    fields["detail"] = result.error_detail
-    log.info("probe failed", extra={"fields": fields})
+    else:
+        fields["reason"] = result.error.value
+        fields["detail"] = result.error_detail
+        log.info("probe failed", extra={"fields": fields})
+    cert = result.certificate
+    if cert is not None and not cert.verified:
+        reason = cert.verify_error.value if cert.verify_error is not None else "unknown"
+        log.info(
+            "certificate does not verify",
+            extra={
+                "fields": {"target": target.name, "reason": reason, "detail": cert.verify_detail}
+            },
+        )
 
 
 class Exporter:
@@ -105,6 +114,8 @@ class Exporter:
         self.scheduler = Scheduler(self.store, probe, concurrency, on_result=_log_result)
         self.config: Config | None = None
         self._reload_lock = asyncio.Lock()
+        # The loop keeps only weak references to tasks: these keep a reload alive to its end.
+        self._reload_tasks: set[asyncio.Task[tuple[bool, str]]] = set()
 
     def install(self, config: Config) -> None:
         self.config = config
@@ -130,6 +141,20 @@ class Exporter:
             self.install(config)
             return True, f"config reloaded: {len(config.targets)} targets"
 
+    def reload_soon(self) -> asyncio.Task[tuple[bool, str]]:
+        """Start a reload in the background (for SIGHUP); the task is held until it ends."""
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reload_tasks.add(task)
+        task.add_done_callback(self._reload_tasks.discard)
+        return task
+
+    async def stop_reloads(self) -> None:
+        """Cancel reloads still running in the background and wait for them."""
+        tasks = list(self._reload_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
 
 async def _serve(exporter: Exporter, config: Config, host: str | None, port: int) -> int:
     # Signals first: a SIGHUP or SIGTERM during start-up must not kill the process.
@@ -137,7 +162,7 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(exporter.reload()))
+    loop.add_signal_handler(signal.SIGHUP, exporter.reload_soon)
     registry = CollectorRegistry(auto_describe=False)
     collector = ResultCollector(exporter.store)
     registry.register(collector)
@@ -166,6 +191,7 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     dispatcher.cancel()
     await asyncio.gather(dispatcher, return_exceptions=True)
     await exporter.scheduler.stop()
+    await exporter.stop_reloads()
     await runner.cleanup()
     return 0
 

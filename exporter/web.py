@@ -6,6 +6,7 @@ import asyncio
 import html
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -22,6 +23,29 @@ STORE_KEY = web.AppKey("store", ResultStore)
 REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
 RELOAD_KEY = web.AppKey("reload", object)
 TEXT_KEY = web.AppKey("text", object)
+EXECUTOR_KEY = web.AppKey("metrics_executor", ThreadPoolExecutor)
+
+#: Threads that render (and compress) /metrics. Their own pool: the loop's default executor
+#: also runs DNS lookups (`loop.getaddrinfo`), and a slow resolver must not delay scrapes.
+METRICS_WORKERS = 2
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header asks for gzip: listed, and not with q=0."""
+    for item in header.split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        if coding.lower() != "gzip":
+            continue
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0  # unreadable: do not guess
+        return quality > 0  # also false for "q=nan"
+    return False
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -29,13 +53,16 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     registry = request.app[REGISTRY_KEY]
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     loop = asyncio.get_running_loop()
+    executor = request.app[EXECUTOR_KEY]
     fast: Callable[[], bytes] | None = request.app.get(TEXT_KEY)  # type: ignore[assignment]
     if fast is not None and content_type.startswith("text/plain"):
-        body = await loop.run_in_executor(None, fast)
+        body = await loop.run_in_executor(executor, fast)
     else:
-        body = await loop.run_in_executor(None, encoder, registry)
-    response = web.Response(body=body, headers={"Content-Type": content_type})
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        body = await loop.run_in_executor(executor, encoder, registry)
+    response = web.Response(
+        body=body, headers={"Content-Type": content_type}, zlib_executor=executor
+    )
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
         response.enable_compression(web.ContentCoding.gzip)
     return response
 
@@ -125,6 +152,13 @@ def make_app(
     registry would (the same bytes)."""
     app = web.Application()
     app[STORE_KEY] = store
+    executor = ThreadPoolExecutor(max_workers=METRICS_WORKERS, thread_name_prefix="metrics")
+    app[EXECUTOR_KEY] = executor
+
+    async def shut_down_executor(_: web.Application) -> None:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app.on_cleanup.append(shut_down_executor)
     if render_text is not None:
         app[TEXT_KEY] = render_text
     app[REGISTRY_KEY] = registry
