@@ -83,8 +83,10 @@ class Target:
     versions: tuple[TLSVersion, ...] = DEFAULT_VERSIONS
     ca_file: str | None = None
     labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-    #: At most this many connections to the host at once within one probe.
-    connections: int = 3
+    #: At most this many connections to the host at once within one probe. A probe needs
+    #: six (five versions and the default client); all at once, long greeting delays
+    #: (postscreen, greet_pause: 15-20 s) are paid once, not twice, within the timeout.
+    connections: int = 6
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -99,7 +99,7 @@ def test_defaults_apply_to_every_target() -> None:
         versions=(TLSVersion.TLS1_0, TLSVersion.TLS1_2, TLSVersion.TLS1_3),
         ca_file=None,
         labels=(("env", "prod"),),
-        connections=3,
+        connections=6,
     )
 
 
@@ -147,7 +147,7 @@ def test_minimal_file_gets_builtin_defaults() -> None:
     assert target.tls is TLSMode.STARTTLS
     assert (target.interval, target.timeout) == (300.0, 30.0)
     assert target.versions == DEFAULT_VERSIONS
-    assert target.connections == 3
+    assert target.connections == 6
     assert target.ehlo_name == EHLO
     assert target.labels == ()
 

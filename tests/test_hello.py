@@ -241,3 +241,30 @@ def test_complete_records_end() -> None:
     assert hello.complete_records_end(data[:-1]) == 8
     assert hello.complete_records_end(data, 8) == len(data)
     assert hello.complete_records_end(data[:4]) == 0
+
+
+def test_warning_alert_before_server_hello_is_skipped() -> None:
+    warning = _record(21, b"\x01\x70")  # unrecognized_name, level warning
+    messages = _server_hello(0x0303, 0xC02F) + _certificate(b"leaf") + b"\x0e\x00\x00\x00"
+    flight = parse_server_flight(warning + _record(22, messages))
+    assert flight.alert is None
+    assert flight.hello is not None and flight.hello.version == 0x0303
+    assert flight.certificates == (b"leaf",)
+    fatal = parse_server_flight(_record(21, b"\x02\x28") + _record(22, messages))
+    assert fatal.alert is not None and fatal.alert.name == "handshake_failure"
+    with pytest.raises(HelloParseError):
+        parse_server_flight(warning * 10 + _record(22, messages))
+
+
+def test_malformed_certificate_message_keeps_the_verdict() -> None:
+    broken = b"\x0b\x00\x00\x04\x00\x00\x09\x00"  # chain length says 9, has 1 byte
+    flight = parse_server_flight(_record(22, _server_hello(0x0301) + broken + b"\x0e\x00\x00\x00"))
+    assert flight.complete
+    assert flight.hello is not None and flight.hello.version == 0x0301
+    assert flight.certificates == ()
+
+
+def test_sslv2_error_is_a_refusal() -> None:
+    body = b"\x00\x00\x01"  # ERROR, NO-CIPHER-ERROR
+    flight = parse_server_flight(struct.pack("!H", 0x8000 | len(body)) + body)
+    assert flight.complete and flight.alert is not None and flight.hello is None

@@ -217,6 +217,38 @@ def test_server_stalling_after_its_server_hello_still_gives_a_verdict() -> None:
     assert result.duration < 4
 
 
+def test_warning_alert_before_the_server_hello(certs: TestCerts) -> None:
+    """Servers without a vhost for the SNI name warn with unrecognized_name, then go on."""
+    der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())  # type: ignore[arg-type]
+
+    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(tlsbytes.record(21, b"\x01\x70") + tlsbytes.flight(0x0303, (der,)))
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        result = run(server, certs, versions=(TLSVersion.TLS1_2,))
+    assert verdicts(result) == {"1.2": True}
+
+
+def test_resets_with_a_working_default_handshake_are_refusals(certs: TestCerts) -> None:
+    """Exchange-style: old hellos reset, yet an ordinary client connects fine."""
+    behaviour = Behaviour(context=context(certs, V.TLSv1_2, V.TLSv1_3))
+    with InprocServer(behaviour) as server:
+        result = run(server, certs, versions=(TLSVersion.SSL3,))
+    assert result.success, result.error_detail
+    assert verdicts(result) == {"ssl3": False}
+    assert result.negotiated is not None
+
+
+def test_lower_version_flight_gives_the_chain(certs: TestCerts) -> None:
+    """Only 1.2 and 1.3 asked, a TLS 1.0-only server: refused, and the certificate is read."""
+    with InprocServer(Behaviour(context=context(certs, V.TLSv1, V.TLSv1))) as server:
+        result = run(server, certs, versions=(TLSVersion.TLS1_2, TLSVersion.TLS1_3))
+    assert verdicts(result) == {"1.2": False, "1.3": False}
+    assert result.certificate is not None and result.certificate.verified
+
+
 def test_server_choosing_another_version_refuses_the_one_asked(certs: TestCerts) -> None:
     der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())  # type: ignore[arg-type]
 
@@ -278,12 +310,13 @@ def test_smtp_failures_keep_the_servers_words(
     assert words in result.error_detail
     # A rejection is not a verdict: nothing is reported refused.
     assert verdicts(result) == dict.fromkeys(ALL5)
-    assert result.starttls_advertised is None
+    # EHLO listed STARTTLS before the server refused to start it.
+    assert result.starttls_advertised is (True if reason is Reason.STARTTLS_REJECTED else None)
 
 
 def test_no_starttls_means_every_version_refused_and_success() -> None:
     with InprocServer(Behaviour(starttls=False)) as server:
-        result = run(server)
+        result = run(server, connections=2)
     assert result.success
     assert result.starttls_advertised is False
     assert verdicts(result) == dict.fromkeys(ALL5, False)

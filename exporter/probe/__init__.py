@@ -43,6 +43,8 @@ _FATAL = frozenset(
 )
 
 _GRACE = 0.2
+#: How long to wait for the certificate chain once the ServerHello decided the verdict.
+_CHAIN_WAIT = 5.0
 
 #: Order of the connections: the likeliest to succeed first, so the chain and the
 #: STARTTLS answer come early.
@@ -65,6 +67,8 @@ class _Accepted:
 @dataclass(frozen=True, slots=True)
 class _Refused:
     detail: str
+    #: A server that chose a lower version still sent its chain with that ServerHello.
+    certificates: tuple[bytes, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +89,8 @@ _DefaultOutcome = tls.Handshake | _NotOffered | ProbeFailure
 
 class _Endpoint:
     """The target's addresses. Every connection of a probe goes to the first address that
-    answered, so all verdicts describe one server; an address that fails fast (no route,
-    refused: broken IPv6 is common) makes way for the next."""
+    answered, so all verdicts describe one server; an address that fails (no route,
+    refused, silence: broken IPv6 is common) makes way for the next."""
 
     def __init__(self, addresses: list[str], port: int) -> None:
         self.addresses = addresses
@@ -102,7 +106,15 @@ class _Endpoint:
             try:
                 streams = await smtp.connect(address, self.port, deadline)
             except ProbeFailure as exc:
-                if exc.reason not in (Reason.CONNECT_REFUSED, Reason.CONNECT_ERROR):
+                if (
+                    exc.reason
+                    not in (
+                        Reason.CONNECT_REFUSED,
+                        Reason.CONNECT_ERROR,
+                        Reason.CONNECT_TIMEOUT,
+                    )
+                    or deadline.left() <= 0
+                ):
                     raise
                 failure = failure or exc
                 continue
@@ -162,12 +174,17 @@ async def _read_flight(
 ) -> hello.ServerFlight | _Dropped:
     buffer = bytearray()
     records_end = 0
+    hello_seen: float | None = None
     while True:
+        budget = deadline.budget(COMMAND_TIMEOUT)
+        if hello_seen is not None:
+            # The verdict is in; the chain gets a short grace, not the whole deadline.
+            budget = min(budget, max(0.0, hello_seen + _CHAIN_WAIT - time.monotonic()))
         try:
             with deadline.phase(Reason.READ_TIMEOUT):
-                async with asyncio.timeout(deadline.budget(COMMAND_TIMEOUT)):
+                async with asyncio.timeout(budget):
                     chunk = await reader.read(65536)
-        except ConnectionError:
+        except OSError:  # reset, unreachable, ...: whatever came so far decides
             chunk, reset = b"", True
         except ProbeFailure:
             # Stalled after its ServerHello: the verdict stands, the chain is lost.
@@ -199,6 +216,8 @@ async def _read_flight(
         flight = hello.parse_server_flight(bytes(buffer), want_certificates=want_certificates)
         if flight.complete:
             return flight
+        if flight.hello is not None and hello_seen is None:
+            hello_seen = time.monotonic()
 
 
 def _judge(version: TLSVersion, flight: hello.ServerFlight | _Dropped) -> _Outcome:
@@ -206,7 +225,11 @@ def _judge(version: TLSVersion, flight: hello.ServerFlight | _Dropped) -> _Outco
         return flight
     if flight.plaintext is not None:
         text = smtp.printable(flight.plaintext.splitlines()[0] if flight.plaintext else b"")
-        return ProbeFailure(Reason.STARTTLS_REJECTED, f"plaintext answer to ClientHello: {text}")
+        return ProbeFailure(
+            Reason.STARTTLS_REJECTED,
+            f"plaintext answer to ClientHello: {text}",
+            starttls_advertised=True,
+        )
     if flight.alert is not None:
         return _Refused(f"alert {flight.alert.name}")
     assert flight.hello is not None
@@ -214,7 +237,8 @@ def _judge(version: TLSVersion, flight: hello.ServerFlight | _Dropped) -> _Outco
     if chosen == version.wire:
         return _Accepted(flight.hello.cipher, flight.certificates)
     name = TLSVersion.from_wire(chosen)
-    return _Refused(f"server chose {name.display if name else f'0x{chosen:04x}'}")
+    label = name.display if name else f"0x{chosen:04x}"
+    return _Refused(f"server chose {label}", flight.certificates)
 
 
 async def _test_version(
@@ -226,7 +250,7 @@ async def _test_version(
         writer.write(hello.client_hello(version, target.servername))
         try:
             await writer.drain()
-        except ConnectionError:
+        except OSError:
             return _Dropped("connection reset")
         return await _read_flight(reader, version is not TLSVersion.SSL2, deadline)
 
@@ -338,11 +362,18 @@ def _summarize(
     )
     advertised: bool | None = None
     if target.tls is TLSMode.STARTTLS:
-        advertised = False if not_offered else (True if reached_tls else None)
+        listed = any(isinstance(o, ProbeFailure) and o.starttls_advertised for o in everything)
+        advertised = False if not_offered else (True if reached_tls or listed else None)
 
     error: ProbeFailure | None = None
     stopped = next(
         (o for o in everything if isinstance(o, ProbeFailure) and o.reason in _FATAL), None
+    )
+    # Evidence that the server speaks TLS: then a reset on one version is a refusal.
+    # Only when every attempt ends in a reset (and the library's own handshake fails
+    # too) is TLS itself broken there.
+    tls_works = isinstance(default, tls.Handshake) or any(
+        isinstance(o, _Accepted | _Refused) for o in outcomes.values()
     )
     accepted_any = any(isinstance(o, _Accepted) for o in outcomes.values())
     versions: list[VersionResult] = []
@@ -352,13 +383,13 @@ def _summarize(
             versions.append(VersionResult(version, Verdict.REFUSED, "STARTTLS not offered"))
         elif isinstance(outcome, _Accepted):
             versions.append(VersionResult(version, Verdict.ACCEPTED, "", outcome.cipher))
-        elif isinstance(outcome, _Refused) or (isinstance(outcome, _Dropped) and accepted_any):
+        elif isinstance(outcome, _Refused) or (isinstance(outcome, _Dropped) and tls_works):
             versions.append(VersionResult(version, Verdict.REFUSED, outcome.detail))
         elif isinstance(outcome, _Dropped):
             versions.append(VersionResult(version, Verdict.UNKNOWN, outcome.detail))
             error = error or ProbeFailure(
                 Reason.TLS_BROKEN,
-                f"{outcome.detail} on the ClientHello and no version was accepted",
+                f"{outcome.detail} on every ClientHello: TLS does not work on this server",
             )
         else:
             failure = outcome or stopped or ProbeFailure(Reason.PROBE_DEADLINE, "not reached")
@@ -392,7 +423,8 @@ def _best_chain(
     outcomes: dict[TLSVersion, _Outcome],
     default: _DefaultOutcome,
 ) -> tuple[bytes, ...]:
-    """The chain from the newest accepted plaintext flight, else from the real handshake."""
+    """The chain from the newest accepted plaintext flight, else from the real handshake,
+    else from a flight in which the server picked another version."""
     for version in _ORDER:
         outcome = outcomes.get(version)
         if (
@@ -403,6 +435,11 @@ def _best_chain(
             return outcome.certificates
     if isinstance(default, tls.Handshake) and default.certificates:
         return default.certificates
+    for version in _ORDER:
+        # The server answered with another version, but the chain came along.
+        outcome = outcomes.get(version)
+        if isinstance(outcome, _Refused) and outcome.certificates:
+            return outcome.certificates
     sslv2 = outcomes.get(TLSVersion.SSL2)
     if isinstance(sslv2, _Accepted) and sslv2.certificates:
         return sslv2.certificates
@@ -420,6 +457,8 @@ async def probe(target: Target, trust: certs.TrustStore | None = None) -> ProbeR
         outcomes, default = await _gather(target, endpoint, deadline)
     except ProbeFailure as failure:
         outcomes, default = {}, failure
+    except Exception as exc:  # a bug costs this probe, reported as such, nothing more
+        outcomes, default = {}, ProbeFailure(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
     versions, advertised, negotiated, certificate, error = _summarize(
         target, outcomes, default, trust
     )

@@ -317,7 +317,10 @@ def _parse_sslv2(data: bytes) -> ServerFlight:
     if len(data) < 2 + length:
         return ServerFlight(complete=False)
     reader = _Reader(data[2 : 2 + length])
-    if reader.u8() != 4:
+    kind = reader.u8()
+    if kind == 0:  # SSLv2 ERROR (no cipher, ...): the SSLv2 way to refuse
+        return ServerFlight(complete=True, alert=Alert(2, 40))
+    if kind != 4:
         raise HelloParseError("SSLv2 answer is not a SERVER-HELLO")
     reader.u8()  # session id hit
     reader.u8()  # certificate type
@@ -335,6 +338,9 @@ def _parse_sslv2(data: bytes) -> ServerFlight:
         complete=True, hello=hello, certificates=(certificate,) if certificate else ()
     )
 
+
+_WARNING = 1
+_MAX_WARNINGS = 4
 
 #: More records than this before the flight is complete is a hostile server, not TLS.
 MAX_FLIGHT_RECORDS: Final = 64
@@ -375,6 +381,7 @@ def parse_server_flight(data: bytes, *, want_certificates: bool = True) -> Serve
     hello: ServerHello | None = None
     pos = 0
     records = 0
+    warnings = 0
     while pos + 5 <= len(data):
         records += 1
         if records > MAX_FLIGHT_RECORDS:
@@ -391,6 +398,13 @@ def parse_server_flight(data: bytes, *, want_certificates: bool = True) -> Serve
         if content_type == ALERT:
             if len(payload) < 2:
                 raise HelloParseError("alert record shorter than 2 bytes")
+            if hello is None and payload[0] == _WARNING and payload[1] != 0:
+                # e.g. unrecognized_name from servers without a matching vhost: clients
+                # carry on, and so does the probe (a few times, as OpenSSL does).
+                warnings += 1
+                if warnings > _MAX_WARNINGS:
+                    raise HelloParseError("too many warning alerts before ServerHello")
+                continue
             if hello is None:
                 return ServerFlight(complete=True, alert=Alert(payload[0], payload[1]))
             return ServerFlight(complete=True, hello=hello)
@@ -439,7 +453,10 @@ def _walk_handshake(
                 raise HelloParseError(f"handshake message {kind} before ServerHello")
             hello = _parse_server_hello(body)
         elif kind == _CERTIFICATE:
-            certificates = _parse_certificates(body)
+            try:
+                certificates = _parse_certificates(body)
+            except HelloParseError:
+                certificates = ()  # the verdict stands on the ServerHello; the chain is lost
         elif kind == _SERVER_HELLO_DONE:
             return hello, True, certificates
     return hello, False, certificates

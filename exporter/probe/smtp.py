@@ -29,10 +29,14 @@ COMMAND_TIMEOUT: Final = 30.0
 class ProbeFailure(Exception):
     """A step of the dialogue failed; `reason` says which, `detail` keeps the server's words."""
 
-    def __init__(self, reason: Reason, detail: str = "") -> None:
+    def __init__(
+        self, reason: Reason, detail: str = "", *, starttls_advertised: bool | None = None
+    ) -> None:
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
         self.reason = reason
         self.detail = detail
+        #: What EHLO said about STARTTLS, where the failure came after it.
+        self.starttls_advertised = starttls_advertised
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,7 @@ async def read_reply(reader: asyncio.StreamReader, timeout: float) -> Reply:
                 raise ProbeFailure(
                     Reason.SMTP_PROTOCOL_ERROR, f"reply line longer than {MAX_LINE} bytes"
                 ) from None
-            except ConnectionError as exc:
+            except OSError as exc:  # reset, unreachable, ...
                 raise ProbeFailure(Reason.CONNECTION_CLOSED, _os_error(exc)) from None
             line = raw.rstrip(b"\r\n")
             if (
@@ -144,7 +148,7 @@ async def _command(
     with deadline.phase(Reason.READ_TIMEOUT):
         try:
             await writer.drain()
-        except ConnectionError as exc:
+        except OSError as exc:
             raise ProbeFailure(Reason.CONNECTION_CLOSED, _os_error(exc)) from None
         return await read_reply(reader, deadline.budget(COMMAND_TIMEOUT))
 
@@ -184,7 +188,7 @@ async def starttls(
         return Dialogue(greeting, ehlo, starttls_advertised=False)
     answer = await _command(reader, writer, "STARTTLS", deadline)
     if answer.code != 220:
-        raise ProbeFailure(Reason.STARTTLS_REJECTED, answer.text)
+        raise ProbeFailure(Reason.STARTTLS_REJECTED, answer.text, starttls_advertised=True)
     return Dialogue(greeting, ehlo, starttls_advertised=True)
 
 
