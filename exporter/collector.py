@@ -36,6 +36,20 @@ def bounded(value: str) -> str:
     return value if len(value) <= MAX_LABEL_VALUE else value[: MAX_LABEL_VALUE - 1] + "…"
 
 
+def _is_session_id(token: str) -> bool:
+    return len(token) >= 16 and sum(c.isdigit() for c in token) >= 3 and "/" not in token
+
+
+def stable_detail(text: str) -> str:
+    """The server's words with per-connection IDs masked, cut to label length.
+
+    Big providers put a fresh ID in every reply ("... a640c23a62f3a-...si1234567ejc.123 -
+    gsmtp"); as a label value that would make a new series on every failed probe. The log
+    and the status page keep the words as they were.
+    """
+    return bounded(" ".join("…" if _is_session_id(t) else t for t in text.split()))
+
+
 class _Families:
     """Metric families built lazily, in a fixed order, each with its HELP text."""
 
@@ -137,7 +151,7 @@ def _add_result(sink: _Sink, target: Target, result: ProbeResult) -> None:
             "smtp_tls_probe_error_info",
             1.0,
             reason=result.error.value,
-            detail=bounded(result.error_detail),
+            detail=stable_detail(result.error_detail),
         )
     if result.starttls_advertised is not None:
         add("smtp_tls_starttls_advertised", float(result.starttls_advertised))

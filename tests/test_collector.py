@@ -206,3 +206,24 @@ def test_fast_text_path_gives_the_same_bytes_as_the_client_library() -> None:
     store.set_targets(targets[1:], frozenset({"mx2.example.org:25"}))
     assert collector.render_text() == generate_latest(registry)
     assert b'target="mx1"' not in collector.render_text()
+
+
+def test_detail_label_masks_per_connection_ids() -> None:
+    from exporter.collector import stable_detail
+
+    gmail = (
+        "421-4.7.0 [192.0.2.1] Our system has detected an unusual rate / "
+        "421 4.7.0 https://support.google.com/mail/?p=UnsolicitedRateLimitError "
+        "a640c23a62f3a-a9a17b9c1d2si1234567ejc.123 - gsmtp"
+    )
+    masked = stable_detail(gmail)
+    assert "a640c23a62f3a" not in masked
+    assert masked.endswith("… - gsmtp")
+    assert "421 4.7.0 https://support.google.com/mail/?p=UnsolicitedRateLimitError" in masked
+    other = gmail.replace(
+        "a640c23a62f3a-a9a17b9c1d2si1234567ejc.123", "b7c2d3e4f5a6-b1b2c3d4e5si7654321xyz.456"
+    )
+    assert stable_detail(other) == masked
+    assert stable_detail("mx1-eu-west.mail.protection.outlook.com said 554 5.7.1") == (
+        "mx1-eu-west.mail.protection.outlook.com said 554 5.7.1"
+    )
