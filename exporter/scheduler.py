@@ -28,6 +28,8 @@ ProbeFunction = Callable[[Target], Awaitable[ProbeResult]]
 _HOST_BUSY_RETRY = 1.0
 #: Extra time past a target's own timeout before its probe is abandoned.
 _SAFETY_MARGIN = 5.0
+#: While every slot is busy, overdue probes are counted at most this often.
+_OVERDUE_RECOUNT = 1.0
 
 
 def probe_key(target: Target) -> tuple[object, ...]:
@@ -52,7 +54,10 @@ class _State:
     phase: float
     running: asyncio.Task[None] | None = None
     last_start: float | None = None
+    #: When the heap entry of this state fires (a retry while the host is busy moves it).
     due: float = 0.0
+    #: When the next probe was meant to start; its lateness is measured from here.
+    scheduled: float = 0.0
 
 
 @dataclass(order=True)
@@ -102,6 +107,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._generation = 0
         self._epoch = time.monotonic()
+        self._overdue_counted = -_OVERDUE_RECOUNT
 
     @property
     def running(self) -> int:
@@ -147,9 +153,39 @@ class Scheduler:
         periods = max(0, int((earliest - base) // interval) + 1)
         return base + periods * interval
 
-    def _push(self, state: _State, due: float) -> None:
+    def _push(self, state: _State, due: float, *, retry: bool = False) -> None:
         state.due = due
+        if not retry:
+            state.scheduled = due
         heapq.heappush(self._heap, _Entry(due, state.target.name, state.generation))
+
+    def _is_current(self, entry: _Entry) -> bool:
+        state = self._states.get(entry.name)
+        return (
+            state is not None
+            and state.generation == entry.generation
+            and state.due == entry.due
+            and state.running is None
+        )
+
+    def _count_overdue(self, now: float) -> int:
+        """Current heap entries due by `now`: a walk of the heap that skips every subtree
+        whose root is not due yet, so it costs about the number of due entries."""
+        heap, count, pending = self._heap, 0, [0]
+        while pending:
+            index = pending.pop()
+            if index >= len(heap) or heap[index].due > now:
+                continue
+            count += self._is_current(heap[index])
+            pending += (2 * index + 1, 2 * index + 2)
+        return count
+
+    def _note_overdue(self, now: float) -> None:
+        if self._running < self._concurrency or not self._heap or self._heap[0].due > now:
+            self._store.overdue_probes = 0  # every due probe has started
+        elif now - self._overdue_counted >= _OVERDUE_RECOUNT:
+            self._overdue_counted = now
+            self._store.overdue_probes = self._count_overdue(now)
 
     async def run(self) -> None:
         """Dispatch due probes forever (until cancelled)."""
@@ -165,12 +201,15 @@ class Scheduler:
                     continue  # still probing; rescheduled when it ends
                 host = state.target.host.lower()
                 if host in self._busy_hosts:
-                    self._push(state, now + _HOST_BUSY_RETRY)
+                    self._push(state, now + _HOST_BUSY_RETRY, retry=True)
                     continue
                 self._start(state, host)
+            self._note_overdue(now)
             delay = None
             if self._heap and self._running < self._concurrency:
                 delay = max(0.0, self._heap[0].due - time.monotonic())
+            elif self._heap:
+                delay = _OVERDUE_RECOUNT  # all slots busy: recount the overdue meanwhile
             try:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
@@ -181,6 +220,7 @@ class Scheduler:
         self._running += 1
         self._busy_hosts[host] = state.target.name
         state.last_start = time.monotonic()
+        self._store.probe_started(state.last_start - state.scheduled)
         state.running = asyncio.create_task(self._probe_one(state))
         # A done callback, not a `finally`: a task cancelled before it ever ran (a reload in
         # the same loop turn) never enters its body, but must still give its slot back.

@@ -31,6 +31,12 @@ class ResultStore:
         self.failures_total: Counter[Reason] = Counter()
         self.reload = ReloadStatus(successful=False, last_success=0.0)
         self.ready = False
+        #: How late the most recently started probe started: seconds past its due time.
+        #: Lasting lateness means `--probe.concurrency` is too small for the targets (a probe
+        #: also waits while another probe of its host runs).
+        self.schedule_delay_seconds = 0.0
+        #: Probes past their due time still waiting for a free slot (0 while slots are free).
+        self.overdue_probes = 0
 
     def set_targets(self, targets: tuple[Target, ...], keep_results: frozenset[str]) -> None:
         """Install a new target list; results survive only for names in `keep_results`."""
@@ -44,6 +50,10 @@ class ResultStore:
             self.failures_total[result.error] += 1
         if target.name in self._targets:
             self._results[target.name] = result
+
+    def probe_started(self, delay: float) -> None:
+        """Note that a probe started `delay` seconds after it was due."""
+        self.schedule_delay_seconds = max(0.0, delay)
 
     def reloaded(self, ok: bool, error: str = "") -> None:
         if ok:

@@ -360,3 +360,65 @@ def test_metrics_compression_follows_accept_encoding(accept_encoding: str, gzipp
             assert "some_gauge" in await response.text()
 
     asyncio.run(main())
+
+
+# --- Schedule lag -------------------------------------------------------------------------
+
+
+async def sample_while_running(
+    scheduler: Scheduler, store: ResultStore, seconds: float
+) -> list[tuple[float, int]]:
+    """Run the scheduler for `seconds`, noting the store's delay and overdue count often."""
+    task = asyncio.create_task(scheduler.run())
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        await asyncio.sleep(0.05)
+        samples.append((store.schedule_delay_seconds, store.overdue_probes))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await scheduler.stop()
+    return samples
+
+
+def test_too_little_concurrency_shows_as_schedule_delay() -> None:
+    store, recorder = ResultStore(), Recorder()
+    with ExitStack() as stack:
+        silent = [
+            stack.enter_context(InprocServer(Behaviour(silent=True), host=f"127.0.0.{i}"))
+            for i in range(2, 7)
+        ]
+        targets = tuple(target(s, f"silent{i}", interval=30.0) for i, s in enumerate(silent))
+
+        async def main() -> list[tuple[float, int]]:
+            scheduler = Scheduler(store, recorder, concurrency=1)
+            scheduler.apply(targets)
+            return await sample_while_running(scheduler, store, 2.7)
+
+        samples = asyncio.run(main())
+    # One slot, five targets all due at once, each probe about 1 s: the second starts about
+    # 1 s late, the third about 2 s late.
+    starts = sorted(runs[0][0] for runs in recorder.runs.values())
+    assert len(starts) >= 2, recorder.runs
+    assert store.schedule_delay_seconds > 0.5 + (len(starts) - 2)
+    delays = [delay for delay, _ in samples]
+    assert delays == sorted(delays)  # each probe started later than the one before
+    assert delays[0] < 0.1  # the first started at once...
+    overdue = [count for _, count in samples]
+    assert overdue[0] == 4  # ...and four wait for the slot
+    assert overdue == sorted(overdue, reverse=True)
+    assert min(overdue) >= 5 - len(starts)
+
+
+def test_ample_concurrency_keeps_schedule_delay_near_zero(servers: list[InprocServer]) -> None:
+    store, recorder = ResultStore(), Recorder()
+
+    async def main() -> list[tuple[float, int]]:
+        scheduler = Scheduler(store, recorder, concurrency=50)
+        scheduler.apply(tuple(target(s, f"t{i}") for i, s in enumerate(servers)))
+        return await sample_while_running(scheduler, store, 3.0)
+
+    samples = asyncio.run(main())
+    assert all(len(runs) >= 2 for runs in recorder.runs.values()), recorder.runs
+    assert max(delay for delay, _ in samples) < 0.25, samples
+    assert all(overdue == 0 for _, overdue in samples), samples
