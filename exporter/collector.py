@@ -252,6 +252,22 @@ class ResultCollector(Collector):
                 float(counts.get(reason, 0)),
             )
         yield failures
+        delay = Metric(
+            "smtp_tls_exporter_schedule_delay_seconds",
+            "How late the most recently started probe started, past its due time.",
+            "gauge",
+        )
+        delay.add_sample(
+            "smtp_tls_exporter_schedule_delay_seconds", {}, store.schedule_delay_seconds
+        )
+        yield delay
+        overdue = Metric(
+            "smtp_tls_exporter_overdue_probes",
+            "Probes past their due time still waiting for a free slot.",
+            "gauge",
+        )
+        overdue.add_sample("smtp_tls_exporter_overdue_probes", {}, float(store.overdue_probes))
+        yield overdue
         targets = Metric("smtp_tls_exporter_targets", "Targets in the running config.", "gauge")
         targets.add_sample("smtp_tls_exporter_targets", {}, float(len(store.snapshot())))
         yield targets

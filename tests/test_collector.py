@@ -128,6 +128,8 @@ def test_exposition_of_a_healthy_and_a_failing_target() -> None:
         'smtp_tls_exporter_probe_failures_total{reason="greeting_rejected"} 1.0',
         'smtp_tls_exporter_probe_failures_total{reason="connect_refused"} 0.0',
         "smtp_tls_exporter_targets 2.0",
+        "smtp_tls_exporter_schedule_delay_seconds 0.0",
+        "smtp_tls_exporter_overdue_probes 0.0",
         "smtp_tls_exporter_config_last_reload_successful 1.0",
     ]
     for line in expected:

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp import web
 
 from exporter.probe import probe
 from exporter.results import ProbeResult, Reason
 from exporter.scheduler import Scheduler
 from exporter.store import ResultStore
 from exporter.target import Target, TLSVersion
-from tests.servers.certs import make_test_certs
-from tests.servers.inproc import Behaviour, InprocServer, tls_context
+from tests.servers.inproc import Behaviour, InprocServer
 
 FAST = (TLSVersion.TLS1_2,)
 
@@ -224,145 +216,6 @@ def test_reload_right_after_dispatch_frees_the_slot(servers: list[InprocServer])
 
 
 # --- The exporter around the scheduler: result logging, reloads, /metrics ---------------------
-
-
-def test_a_certificate_that_does_not_verify_is_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    from exporter.server import _log_result
-
-    certs = make_test_certs(tmp_path)
-    context = tls_context(str(certs.expired.cert), str(certs.expired.key))
-    store = ResultStore()
-    with InprocServer(Behaviour(context=context), host="127.0.0.8") as server:
-        expired = target(server, "expired", servername="mail.test", ca_file=str(certs.ca_pem))
-
-        async def main() -> None:
-            scheduler = Scheduler(store, probe, on_result=_log_result)
-            scheduler.apply((expired,))
-            await run_for(scheduler, 0.8)
-
-        with caplog.at_level(logging.DEBUG, logger="exporter"):
-            asyncio.run(main())
-    result = store.result("expired")
-    assert result is not None and result.success, result
-    assert result.certificate is not None and not result.certificate.verified
-    (record,) = [r for r in caplog.records if r.getMessage() == "certificate does not verify"]
-    assert record.levelno == logging.INFO
-    fields = record.fields  # type: ignore[attr-defined]
-    assert fields["target"] == "expired"
-    assert fields["reason"] == "expired"
-    assert fields["detail"] == result.certificate.verify_detail
-    assert fields["detail"]
-
-
-def test_a_signal_reload_task_is_held_until_it_ends(tmp_path: Path) -> None:
-    from exporter.server import Exporter
-
-    config = tmp_path / "config.yaml"
-    config.write_text("targets:\n  - host: 127.0.0.1\n    port: 1\n    ehlo_name: probe.test\n")
-
-    async def main() -> None:
-        exporter = Exporter(str(config), 1)
-        task = exporter.reload_soon()
-        assert task in exporter._reload_tasks
-        assert await task == (True, "config reloaded: 1 targets")
-        await asyncio.sleep(0)
-        assert not exporter._reload_tasks
-        assert exporter.config is not None and len(exporter.config.targets) == 1
-        pending = exporter.reload_soon()
-        await exporter.stop_reloads()
-        assert pending.done() and not exporter._reload_tasks
-        await exporter.scheduler.stop()
-
-    asyncio.run(main())
-
-
-def _metrics_app() -> web.Application:
-    from prometheus_client import Gauge
-    from prometheus_client.registry import CollectorRegistry
-
-    from exporter.web import make_app
-
-    registry = CollectorRegistry()
-    Gauge("some_gauge", "A gauge with enough text to be worth compressing.", registry=registry)
-
-    async def reload() -> tuple[bool, str]:
-        return True, "ok"
-
-    return make_app(ResultStore(), registry, reload)
-
-
-def test_a_slow_resolver_does_not_delay_scrapes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
-
-    from exporter.web import EXECUTOR_KEY
-
-    release = threading.Event()
-    real_getaddrinfo = socket.getaddrinfo
-
-    def getaddrinfo(host: object, *args: Any, **kwargs: Any) -> Any:
-        if host == "slow.test":
-            release.wait(10)
-            raise socket.gaierror(socket.EAI_AGAIN, "slow resolver")
-        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
-        app = _metrics_app()
-        async with TestClient(TestServer(app)) as client:
-            # Every thread of the default executor waits for the resolver.
-            lookups = [asyncio.ensure_future(loop.getaddrinfo("slow.test", 25)) for _ in range(4)]
-            await asyncio.sleep(0.1)
-            try:
-                start = time.monotonic()
-                async with asyncio.timeout(3):
-                    for encoding in ("gzip", "identity"):
-                        response = await client.get(
-                            "/metrics", headers={"Accept-Encoding": encoding}
-                        )
-                        assert response.status == 200
-                        assert "some_gauge" in await response.text()
-                assert time.monotonic() - start < 1.0
-                assert not any(lookup.done() for lookup in lookups)
-            finally:
-                release.set()
-                await asyncio.gather(*lookups, return_exceptions=True)
-            executor = app[EXECUTOR_KEY]
-        assert executor._shutdown  # closed with the app
-
-    asyncio.run(main())
-
-
-@pytest.mark.parametrize(
-    ("accept_encoding", "gzipped"),
-    [
-        ("gzip", True),
-        ("deflate, gzip;q=0.5", True),
-        ("gzip;q=0", False),
-        ("gzip; q=0.000, identity", False),
-        ("deflate, GZIP;Q=0", False),
-        ("identity", False),
-        ("", False),
-    ],
-)
-def test_metrics_compression_follows_accept_encoding(accept_encoding: str, gzipped: bool) -> None:
-    from aiohttp.test_utils import TestClient, TestServer
-
-    async def main() -> None:
-        async with TestClient(TestServer(_metrics_app())) as client:
-            response = await client.get("/metrics", headers={"Accept-Encoding": accept_encoding})
-            assert response.status == 200
-            assert ("gzip" in response.headers.get("Content-Encoding", "")) is gzipped
-            assert "some_gauge" in await response.text()
-
-    asyncio.run(main())
-
-
-# --- Schedule lag -------------------------------------------------------------------------
 
 
 async def sample_while_running(
