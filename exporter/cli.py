@@ -122,10 +122,10 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--connections",
         type=int,
-        default=3,
+        default=Target.__dataclass_fields__["connections"].default,
         choices=range(1, 11),
         metavar="N",
-        help="connections at once to the server (1-10, default 3)",
+        help="connections at once to the server (1-10, default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
