@@ -214,5 +214,8 @@ def run(argv: Sequence[str]) -> int:
     if args.config_check:
         print(f"{args.config_file}: OK, {len(config.targets)} targets")
         return 0
+    # Until the event loop takes the signals over, a SIGHUP (a reload sent too early)
+    # must not end the process.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     exporter = Exporter(args.config_file, args.concurrency)
     return asyncio.run(_serve(exporter, config, host, port))
