@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import cast
 
 from prometheus_client.core import Metric
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -26,6 +27,7 @@ from exporter.store import ResultStore
 from exporter.target import Target
 
 _go_float = cast(Callable[[float], str], floatToGoString)
+_openmetrics_latest = cast(Callable[[Collector], bytes], openmetrics.generate_latest)
 
 #: Longest label value taken from what a server said.
 MAX_LABEL_VALUE = 256
@@ -115,6 +117,17 @@ def _escape_help(doc: str) -> str:
 
 
 _HEADERS = {name: _header(name, kind, doc) for name, kind, doc in _Families._SPECS}
+
+
+def _openmetrics_header(name: str, kind: str, doc: str) -> str:
+    family = name.removesuffix("_info") if kind == "info" else name
+    doc = doc.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return f"# HELP {family} {doc}\n# TYPE {family} {kind}\n"
+
+
+_OPENMETRICS_HEADERS = {
+    name: _openmetrics_header(name, kind, doc) for name, kind, doc in _Families._SPECS
+}
 
 
 def _render(target: Target, result: ProbeResult) -> dict[str, str]:
@@ -207,9 +220,31 @@ class ResultCollector(Collector):
         yield from families
         yield from self._exporter_metrics()
 
+    def render(self, content_type: str) -> bytes | None:
+        """The exposition for `content_type` (the text format or OpenMetrics 1.0), the same
+        bytes the client library would give, from lines rendered once per probe result;
+        None for formats it does not know."""
+        if content_type == CONTENT_TYPE_PLAIN_0_0_4:
+            headers, own = _HEADERS, generate_latest(self._own)
+        elif content_type == openmetrics.CONTENT_TYPE_LATEST:
+            headers, own = _OPENMETRICS_HEADERS, _openmetrics_latest(self._own)
+        else:
+            return None
+        by_family = self._sample_lines()
+        parts = []
+        for name in _FAMILY_ORDER:
+            parts.append(headers[name])
+            parts.extend(by_family[name])
+        return "".join(parts).encode() + own
+
     def render_text(self) -> bytes:
-        """The Prometheus text format, the same bytes as `generate_latest` would give,
-        from lines rendered once per probe result."""
+        """The text format (see `render`)."""
+        body = self.render(CONTENT_TYPE_PLAIN_0_0_4)
+        assert body is not None
+        return body
+
+    def _sample_lines(self) -> dict[str, list[str]]:
+        """Every target's sample lines by family; sample lines are the same in both formats."""
         cache = self._rendered
         fresh: dict[str, tuple[Target, ProbeResult, dict[str, str]]] = {}
         by_family: dict[str, list[str]] = {name: [] for name in _FAMILY_ORDER}
@@ -225,11 +260,7 @@ class ResultCollector(Collector):
             for name, text in rendered.items():
                 by_family[name].append(text)
         self._rendered = fresh
-        parts = []
-        for name in _FAMILY_ORDER:
-            parts.append(_HEADERS[name])
-            parts.extend(by_family[name])
-        return "".join(parts).encode() + generate_latest(self._own)
+        return by_family
 
     def exporter_metrics(self) -> Iterator[Metric]:
         return self._exporter_metrics()

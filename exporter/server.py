@@ -168,7 +168,7 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     registry.register(collector)
     from exporter.web import make_app
 
-    app = make_app(exporter.store, registry, exporter.reload, collector.render_text)
+    app = make_app(exporter.store, registry, exporter.reload, collector.render)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host=host, port=port, reuse_address=True)

@@ -202,6 +202,9 @@ def test_fast_text_path_gives_the_same_bytes_as_the_client_library() -> None:
     record(targets[0], "", _certificate())
     record(targets[1], 'a "quoted"\nmulti-line \\ reply', None)
     assert collector.render_text() == generate_latest(registry)
+    openmetrics_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    assert collector.render(openmetrics_type) == generate_openmetrics(registry)
+    assert collector.render("application/unknown") is None
     # A new result replaces the rendered lines; a target without results has none.
     record(targets[0], "", None)
     assert collector.render_text() == generate_latest(registry)
