@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporter.probe.suites import suite_name
-from exporter.results import CertificateInfo, ProbeResult, Verdict
-from exporter.target import Target, TLSVersion
+from exporter.results import CertificateInfo, ProbeResult
+from exporter.target import Target
 
 
 def _iso(moment: datetime) -> str:
@@ -79,12 +79,6 @@ def _rows(rows: list[tuple[str, str]], indent: str = "") -> list[str]:
     return [f"{indent}{key.ljust(width)}  {value}".rstrip() for key, value in rows]
 
 
-def _verdict_text(verdict: Verdict) -> str:
-    return {Verdict.ACCEPTED: "accepted", Verdict.REFUSED: "refused", Verdict.UNKNOWN: "unknown"}[
-        verdict
-    ]
-
-
 def to_table(target: Target, result: ProbeResult, now: datetime | None = None) -> str:
     """A short report for a terminal."""
     now = now or datetime.now(UTC)
@@ -105,7 +99,7 @@ def to_table(target: Target, result: ProbeResult, now: datetime | None = None) -
     version_rows = []
     for v in result.versions:
         note = suite_name(v.cipher) if v.cipher is not None else v.detail
-        version_rows.append((TLSVersion(v.version).display, f"{_verdict_text(v.verdict):9} {note}"))
+        version_rows.append((v.version.display, f"{v.verdict.value:9} {note}"))
     lines += _rows(version_rows)
     lines.append("")
     negotiated = (

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from exporter.results import ProbeResult, Reason
+from exporter.results import ProbeResult, Reason, Verdict, VersionResult
 from exporter.store import ResultStore
 from exporter.target import Target
 
@@ -70,8 +70,6 @@ class _Entry:
 def _failure(
     target: Target, started: float, clock: float, reason: Reason, detail: str
 ) -> ProbeResult:
-    from exporter.results import Verdict, VersionResult
-
     return ProbeResult(
         target=target.name,
         started=started,

@@ -225,25 +225,17 @@ def container(image: Image) -> Iterator[str]:
         _buildah("rm", name, check=False)
 
 
+def _run_argv(image: Image, container: str, *command: str) -> list[str]:
+    """`buildah run` of a command in the container as the image's user, on the host network."""
+    return [*BUILDAH, "run", "--isolation", "chroot", "--user", image.config["User"],
+            container, "--", *command]  # fmt: skip
+
+
 def _in_container(
     image: Image, container: str, *command: str, timeout: float = COMMAND_TIMEOUT
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command in the container as the image's user, on the host network."""
-    return _run(
-        [
-            *BUILDAH,
-            "run",
-            "--isolation",
-            "chroot",
-            "--user",
-            image.config["User"],
-            container,
-            "--",
-            *command,
-        ],
-        timeout=timeout,
-        check=False,
-    )
+    """Run a command in the container and wait for it."""
+    return _run(_run_argv(image, container, *command), timeout=timeout, check=False)
 
 
 def _free_port() -> int:
@@ -422,19 +414,13 @@ def test_exporter_in_the_image_probes_postfix(
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "exporter.log"
-    command = [
-        *BUILDAH,
-        "run",
-        "--isolation",
-        "chroot",
-        "--user",
-        image.config["User"],
+    command = _run_argv(
+        image,
         container,
-        "--",
         *image.config["Entrypoint"],
         f"--config.file={CONFIG_FILE}",
         f"--web.listen-address=127.0.0.1:{port}",
-    ]
+    )
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
