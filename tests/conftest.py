@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-# `tests.servers` must import under plain `pytest` too, not only `python -m pytest`.
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests.servers.postfix import PostfixServers, postfix_available  # noqa: E402
-from tests.servers.tools import unavailable  # noqa: E402
+from tests.support.postfix import PostfixServers, postfix_available
+from tests.support.tools import unavailable
 
 
 @pytest.fixture(scope="session")
 def postfix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostfixServers]:
-    """A real Postfix with one listener per TLS policy (see ``tests/servers/postfix.py``).
+    """A real Postfix with one listener per TLS policy (see ``tests/support/postfix.py``).
 
     Skipped where Postfix is not installed or the tests do not run as root; with
     ``CI=true`` that is a failure instead, so CI never passes by skipping.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.servers.tools import require_tool
+from tests.support.tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"

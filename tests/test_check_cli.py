@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.servers import tlsbytes
-from tests.servers.certs import TestCerts, make_test_certs
-from tests.servers.inproc import Behaviour, InprocServer, reset, tls_context
+from tests.support import tlsbytes
+from tests.support.certs import TestCerts, make_test_certs
+from tests.support.inproc import Behaviour, InprocServer, reset, tls_context
 
 ALL5 = ("ssl3", "1.0", "1.1", "1.2", "1.3")
 

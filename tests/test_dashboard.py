@@ -10,22 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.servers.tools import require_tool
-
-try:
-    from tests.dashboard_queries import (
-        DASHBOARD_PATH,
-        dashboard_queries,
-        iter_panels,
-        load_dashboard,
-    )
-except ImportError:  # tests/ on sys.path rather than the repository root
-    from dashboard_queries import (  # type: ignore[no-redef,import-not-found]
-        DASHBOARD_PATH,
-        dashboard_queries,
-        iter_panels,
-        load_dashboard,
-    )
+from tests.support.dashboard import (
+    DASHBOARD_PATH,
+    dashboard_queries,
+    iter_panels,
+    load_dashboard,
+)
+from tests.support.tools import require_tool
 
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 

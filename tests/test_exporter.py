@@ -23,7 +23,7 @@ from prometheus_client.openmetrics.parser import (
 
 from exporter import __version__
 from exporter.target import TLSMode, TLSVersion
-from tests.servers.exporter_process import (
+from tests.support.exporter_process import (
     HOST,
     ExporterProcess,
     Scrape,
@@ -33,8 +33,8 @@ from tests.servers.exporter_process import (
     target_entry,
     write_config,
 )
-from tests.servers.postfix import LISTENERS, PostfixServers, ipv6_loopback_usable
-from tests.servers.tools import require_tool
+from tests.support.postfix import LISTENERS, PostfixServers, ipv6_loopback_usable
+from tests.support.tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from exporter.probe.hello import (
     parse_server_flight,
 )
 from exporter.target import TLSVersion
-from tests.servers import tlsbytes
+from tests.support import tlsbytes
 
 
 def _fields(record: bytes) -> dict[str, object]:

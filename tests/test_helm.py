@@ -16,7 +16,7 @@ import pytest
 import trustme
 import yaml
 
-from tests.servers.tools import require_tool
+from tests.support.tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART = REPO_ROOT / "helm"

@@ -32,8 +32,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers.postfix import PostfixServers
-from tests.servers.tools import unavailable
+from tests.support.postfix import PostfixServers
+from tests.support.tools import unavailable
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 
 These test the test infrastructure, not the exporter: every listener accepts exactly its
 configured TLS versions, ciphers and certificate, and the special listeners (no STARTTLS,
-implicit TLS, delayed postscreen greeting) behave as described in tests/servers/postfix.py.
+implicit TLS, delayed postscreen greeting) behave as described in tests/support/postfix.py.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from exporter.target import TLSMode, TLSVersion
-from tests.servers.certs import SELFSIGNED_NAME
-from tests.servers.postfix import (
+from tests.support.certs import SELFSIGNED_NAME
+from tests.support.postfix import (
     LEGACY_CIPHERS,
     LISTENERS,
     POSTSCREEN_BANNER,

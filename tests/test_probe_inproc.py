@@ -13,9 +13,9 @@ import pytest
 from exporter.probe import probe
 from exporter.results import ProbeResult, Reason, VerifyError
 from exporter.target import Target, TLSMode, TLSVersion
-from tests.servers import tlsbytes
-from tests.servers.certs import TestCerts, make_test_certs
-from tests.servers.inproc import Behaviour, InprocServer, reset, tls_context
+from tests.support import tlsbytes
+from tests.support.certs import TestCerts, make_test_certs
+from tests.support.inproc import Behaviour, InprocServer, reset, tls_context
 
 V = ssl.TLSVersion
 ALL5 = ("ssl3", "1.0", "1.1", "1.2", "1.3")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from exporter.target import TLSMode, TLSVersion
-from tests.servers.postfix import LISTENERS, PostfixServers
+from tests.support.postfix import LISTENERS, PostfixServers
 
 pytestmark = pytest.mark.postfix
 

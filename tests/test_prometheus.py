@@ -10,17 +10,17 @@ from typing import Any
 
 import pytest
 
-from tests.dashboard_queries import dashboard_queries
-from tests.servers.exporter_process import (
+from tests.support.dashboard import dashboard_queries
+from tests.support.exporter_process import (
     HOST,
     ExporterProcess,
     free_port,
     target_entry,
     write_config,
 )
-from tests.servers.postfix import PostfixServers
-from tests.servers.prometheus import JOB, PrometheusServer, prometheus_binary
-from tests.servers.tools import unavailable
+from tests.support.postfix import PostfixServers
+from tests.support.prometheus import JOB, PrometheusServer, prometheus_binary
+from tests.support.tools import unavailable
 
 pytestmark = [pytest.mark.postfix, pytest.mark.prometheus]
 

@@ -15,10 +15,10 @@ from exporter.probe import probe
 from exporter.results import ProbeResult, Reason
 from exporter.scheduler import Scheduler
 from exporter.store import ResultStore
-from exporter.target import Target, TLSVersion
-from tests.servers.inproc import Behaviour, InprocServer
-
-FAST = (TLSVersion.TLS1_2,)
+from exporter.target import Target
+from tests.support.inproc import Behaviour, InprocServer
+from tests.support.scheduling import inproc_target as target
+from tests.support.scheduling import run_for
 
 
 @dataclass
@@ -54,27 +54,6 @@ def servers() -> Iterator[list[InprocServer]]:
             stack.enter_context(InprocServer(Behaviour(starttls=False), host=f"127.0.0.{i}"))
             for i in range(2, 8)
         ]
-
-
-def target(server: InprocServer, name: str, **extra: object) -> Target:
-    settings: dict[str, object] = {
-        "host": server.host,
-        "port": server.port,
-        "name": name,
-        "interval": 1.0,
-        "timeout": 1.0,
-        "versions": FAST,
-    }
-    settings.update(extra)
-    return Target(**settings)  # type: ignore[arg-type]
-
-
-async def run_for(scheduler: Scheduler, seconds: float) -> None:
-    task = asyncio.create_task(scheduler.run())
-    await asyncio.sleep(seconds)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await scheduler.stop()
 
 
 def test_first_round_starts_at_once_then_every_interval(servers: list[InprocServer]) -> None:

@@ -17,9 +17,9 @@ from aiohttp import web
 from exporter.probe import probe
 from exporter.scheduler import Scheduler
 from exporter.store import ResultStore
-from tests.servers.certs import make_test_certs
-from tests.servers.inproc import Behaviour, InprocServer, tls_context
-from tests.test_scheduler import run_for, target
+from tests.support.certs import make_test_certs
+from tests.support.inproc import Behaviour, InprocServer, tls_context
+from tests.support.scheduling import inproc_target, run_for
 
 
 def test_a_certificate_that_does_not_verify_is_logged(
@@ -31,7 +31,9 @@ def test_a_certificate_that_does_not_verify_is_logged(
     context = tls_context(str(certs.expired.cert), str(certs.expired.key))
     store = ResultStore()
     with InprocServer(Behaviour(context=context), host="127.0.0.8") as server:
-        expired = target(server, "expired", servername="mail.test", ca_file=str(certs.ca_pem))
+        expired = inproc_target(
+            server, "expired", servername="mail.test", ca_file=str(certs.ca_pem)
+        )
 
         async def main() -> None:
             scheduler = Scheduler(store, probe, on_result=_log_result)

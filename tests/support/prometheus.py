@@ -19,8 +19,8 @@ from typing import Any, Self
 
 import yaml
 
-from tests.servers.exporter_process import HOST, free_port
-from tests.servers.process import ServiceProcess
+from tests.support.exporter_process import HOST, free_port
+from tests.support.process import ServiceProcess
 
 JOB = "smtp-tls-exporter"
 

@@ -28,10 +28,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.servers.process import ServiceProcess
+from tests.support.process import ServiceProcess
 
 if TYPE_CHECKING:
-    from tests.servers.postfix import PostfixServers
+    from tests.support.postfix import PostfixServers
 
 HOST = "127.0.0.1"
 

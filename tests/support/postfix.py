@@ -41,7 +41,7 @@ HOSTNAME: Final = "mail.test"
 CONFIG_DIR: Final = Path("/etc/postfix")
 LOG_FILE: Final = Path("/var/log/postfix-test.log")
 LOCK_FILE: Final = Path("/run/smtp-tls-exporter-test-postfix.lock")
-MARKER: Final = "# Written by smtp-tls-exporter tests/servers/postfix.py"
+MARKER: Final = "# Written by smtp-tls-exporter tests/support/postfix.py"
 
 POSTSCREEN_GREET_WAIT: Final = 3
 """Seconds the postscreen listener holds back the final ``220`` greeting line."""

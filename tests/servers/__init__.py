@@ -1,1 +1,0 @@
-"""Real servers (Postfix) and certificates for the tests."""

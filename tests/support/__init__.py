@@ -1,0 +1,1 @@
+"""Helpers the tests share: real servers, certificates, tools and the files they check."""
