@@ -1,37 +1,30 @@
-"""Command line: `smtp-tls-exporter --config.file=...` runs the exporter, `check` probes once."""
+"""The command line: every flag of the exporter and of `check`, and `main(argv)`.
+
+`smtp-tls-exporter --config.file=FILE` runs the exporter (`exporter.app`);
+`smtp-tls-exporter check HOST[:PORT]` probes one server once and prints the result.
+Usage errors exit 2, a bad config file 1, never with a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import json
 import math
 import sys
 from collections.abc import Sequence
 
-from exporter import __version__
+from exporter import __version__, defaults
+from exporter.durations import MAX_DURATION
+from exporter.logs import LEVELS
+from exporter.names import ehlo_name_problem, parse_host, parse_listen_address, parse_port
+from exporter.names import split_host_port as split_address
 from exporter.target import DEFAULT_VERSIONS, Target, TLSMode, TLSVersion
 
-
-def _split_host_port(text: str) -> tuple[str, int | None]:
-    """`host`, `host:25`, `[2001:db8::1]:25` or a bare IPv6 literal."""
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad address {text!r}: expected [IPv6]:PORT")
-        return host, _port(rest[1:]) if rest else None
-    if text.count(":") > 1:
-        ipaddress.ip_address(text)  # a bare IPv6 literal, no port
-        return text, None
-    host, sep, port = text.partition(":")
-    return host, _port(port) if sep else None
+__all__ = ["__version__", "main"]
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"port must be a number from 1 to 65535, got {text!r}")
-    return int(text)
+# --- Flag values ---------------------------------------------------------------------------
 
 
 def _versions(text: str) -> tuple[TLSVersion, ...]:
@@ -45,9 +38,7 @@ def _versions(text: str) -> tuple[TLSVersion, ...]:
     return tuple(chosen)
 
 
-def _positive(text: str) -> float:
-    from exporter.config import MAX_DURATION
-
+def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -63,11 +54,9 @@ def _positive(text: str) -> float:
 
 def _ehlo_name(text: str) -> str:
     """A name EHLO may carry: a domain or an address literal, ASCII, no CR/LF."""
-    from exporter.config import _ehlo_problem
-
     if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
-    problem = _ehlo_problem(text)
+    problem = ehlo_name_problem(text)
     if problem is not None:
         raise argparse.ArgumentTypeError(f"{text!r} {problem}")
     return text
@@ -75,11 +64,9 @@ def _ehlo_name(text: str) -> str:
 
 def _host_problem(text: str) -> str | None:
     """Why `text` is neither a host name nor an IP address, or None."""
-    from exporter.config import _parse_host
-
     if not text.strip():
         return "must not be empty"
-    _, problem = _parse_host(text)
+    _, problem = parse_host(text)
     return None if problem is None else f"{text!r} {problem}"
 
 
@@ -92,14 +79,100 @@ def _servername(text: str) -> str:
     return name
 
 
-def _check_parser() -> argparse.ArgumentParser:
+def _concurrency(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _listen_address(text: str) -> tuple[str | None, int]:
+    try:
+        return parse_listen_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# --- The exporter ----------------------------------------------------------------------------
+
+
+def exporter_parser() -> argparse.ArgumentParser:
+    """Flags of the long-running exporter, named as in other Prometheus exporters."""
+    parser = argparse.ArgumentParser(
+        prog="smtp-tls-exporter",
+        description="Prometheus exporter: which TLS versions SMTP servers accept, and "
+        "when their certificates expire. `smtp-tls-exporter check HOST` probes once.",
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default=defaults.DEFAULT_CONFIG_FILE,
+        help=f"YAML file with the targets (default: {defaults.DEFAULT_CONFIG_FILE})",
+    )
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the config file and exit (0 good, 1 bad)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        type=_listen_address,
+        default=defaults.DEFAULT_LISTEN_ADDRESS,
+        help=f"HOST:PORT to serve /metrics on (default {defaults.DEFAULT_LISTEN_ADDRESS})",
+    )
+    parser.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info")
+    parser.add_argument(
+        "--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt"
+    )
+    parser.add_argument(
+        "--probe.concurrency",
+        dest="concurrency",
+        type=_concurrency,
+        default=defaults.DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"probes running at once across all targets ({defaults.DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument("--version", action="version", version=f"smtp-tls-exporter {__version__}")
+    return parser
+
+
+def run_exporter(argv: Sequence[str]) -> int:
+    """Run the exporter until SIGTERM; exit 1 on a bad config file or listen address."""
+    from exporter.app import serve
+    from exporter.config import ConfigError, load_config
+    from exporter.logs import setup
+
+    args = exporter_parser().parse_args(list(argv))
+    setup(args.log_level, args.log_format)
+    try:
+        config = load_config(args.config_file)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.config_check:
+        print(f"{args.config_file}: OK, {len(config.targets)} targets")
+        return 0
+    host, port = args.listen
+    return serve(args.config_file, config, host, port, args.concurrency)
+
+
+# --- check -----------------------------------------------------------------------------------
+
+
+def check_parser() -> argparse.ArgumentParser:
+    """Flags of `check`: one probe of one server, with the settings a target may have."""
     parser = argparse.ArgumentParser(
         prog="smtp-tls-exporter check",
         description="Probe one SMTP server once: TLS versions, STARTTLS, certificate.",
     )
-    parser.add_argument("address", metavar="HOST[:PORT]", help="server to probe (port 25)")
     parser.add_argument(
-        "--tls", choices=[m.value for m in TLSMode], help="default: starttls, implicit on 465"
+        "address", metavar="HOST[:PORT]", help=f"server to probe (port {defaults.DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--tls",
+        choices=[m.value for m in TLSMode],
+        help=f"default: starttls, implicit on {defaults.IMPLICIT_PORT}",
     )
     parser.add_argument(
         "--servername",
@@ -107,7 +180,12 @@ def _check_parser() -> argparse.ArgumentParser:
         help="SNI and the name the certificate must match (default: HOST)",
     )
     parser.add_argument("--ca-file", help="PEM trust anchors (default: the system store)")
-    parser.add_argument("--timeout", type=_positive, default=30.0, help="deadline in seconds (30)")
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=defaults.DEFAULT_TIMEOUT,
+        help=f"deadline in seconds ({defaults.DEFAULT_TIMEOUT:.0f})",
+    )
     parser.add_argument(
         "--ehlo-name",
         type=_ehlo_name,
@@ -122,25 +200,23 @@ def _check_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--connections",
         type=int,
-        default=Target.__dataclass_fields__["connections"].default,
-        choices=range(1, 11),
+        default=defaults.DEFAULT_CONNECTIONS,
+        choices=range(1, defaults.MAX_CONNECTIONS + 1),
         metavar="N",
-        help="connections at once to the server (1-10, default %(default)s)",
+        help=f"connections at once to the server (1-{defaults.MAX_CONNECTIONS},"
+        " default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
-def check(argv: Sequence[str]) -> int:
-    """Run one probe and print it; 0 when it reached a verdict for everything, else 1."""
-    from exporter.config import machine_ehlo_name
-    from exporter.probe import probe
-    from exporter.report import to_json, to_table
+def _check_target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Target:
+    """The target the flags describe; a bad one is a usage error (exit 2)."""
+    from exporter.names import machine_ehlo_name
 
-    parser = _check_parser()
-    args = parser.parse_args(argv)
     try:
-        host, port = _split_host_port(args.address)
+        host, port_text = split_address(args.address)
+        port = parse_port(port_text) if port_text is not None else defaults.DEFAULT_PORT
     except ValueError as exc:
         parser.error(str(exc))
     if not host:
@@ -150,17 +226,15 @@ def check(argv: Sequence[str]) -> int:
     problem = _host_problem(host)
     if problem is not None:
         parser.error(f"HOST {problem}")
-    port = port or 25
-    mode = (
-        TLSMode(args.tls) if args.tls else (TLSMode.IMPLICIT if port == 465 else TLSMode.STARTTLS)
-    )
+    implicit = port == defaults.IMPLICIT_PORT
+    mode = TLSMode(args.tls) if args.tls else (TLSMode.IMPLICIT if implicit else TLSMode.STARTTLS)
     if args.ca_file:
         try:
             with open(args.ca_file, "rb"):
                 pass
         except OSError as exc:
             parser.error(f"--ca-file {args.ca_file}: {exc.strerror}")
-    target = Target(
+    return Target(
         host=host,
         port=port,
         tls=mode,
@@ -171,13 +245,19 @@ def check(argv: Sequence[str]) -> int:
         ca_file=args.ca_file,
         connections=args.connections,
     )
+
+
+def check(argv: Sequence[str]) -> int:
+    """Run one probe and print it; 0 when it reached a verdict for everything, else 1."""
+    from exporter.probe import probe
+    from exporter.report import to_json, to_table
+
+    parser = check_parser()
+    args = parser.parse_args(argv)
+    target = _check_target(parser, args)
     try:
         result = asyncio.run(probe(target))
-        text = (
-            json.dumps(to_json(target, result), indent=None)
-            if args.json
-            else to_table(target, result)
-        )
+        text = json.dumps(to_json(target, result)) if args.json else to_table(target, result)
     except Exception as exc:  # a bug: one line for the person, never a traceback
         why = " ".join(f"{type(exc).__name__}: {exc}".split())
         print(f"smtp-tls-exporter check: internal error: {why}", file=sys.stderr)
@@ -192,15 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args and args[0] == "check":
             return check(args[1:])
-        from exporter.server import run
-
-        return run(args)
+        return run_exporter(args)
     except KeyboardInterrupt:
         return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-
-__all__ = ["__version__", "main"]

@@ -23,11 +23,9 @@ Decisions where the file format leaves room:
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import math
 import os
 import re
-import socket
 import stat
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +36,24 @@ from typing import Any, TypeVar
 import yaml
 from cryptography import x509
 
+from exporter.defaults import (
+    DEFAULT_CONNECTIONS,
+    DEFAULT_INTERVAL,
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT,
+    IMPLICIT_PORT,
+    MAX_CA_FILE_BYTES,
+    MAX_CONNECTIONS,
+    MIN_INTERVAL,
+)
+from exporter.durations import MAX_DURATION, format_duration, parse_duration
+from exporter.names import (
+    RESERVED_LABELS,
+    ehlo_name_problem,
+    label_name_problem,
+    machine_ehlo_name,
+    parse_host,
+)
 from exporter.target import DEFAULT_VERSIONS, Target, TLSMode, TLSVersion
 
 __all__ = [
@@ -52,40 +68,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-DEFAULT_PORT = 25
-IMPLICIT_PORT = 465
-DEFAULT_INTERVAL = 300.0
-DEFAULT_TIMEOUT = 30.0
-MIN_INTERVAL = 1.0
-MAX_DURATION = 365 * 86400.0
-DEFAULT_CONNECTIONS = 6
-MAX_CONNECTIONS = 10
-#: A CA bundle larger than this is surely the wrong file.
-MAX_CA_FILE_BYTES = 10 * 1024 * 1024
-
-#: Label names the exporter sets itself, and the two Prometheus sets on every scrape.
-RESERVED_LABELS: frozenset[str] = frozenset(
-    {
-        "target",
-        "version",
-        "reason",
-        "detail",
-        "cipher",
-        "subject",
-        "issuer",
-        "serial",
-        "fingerprint_sha256",
-        "key_type",
-        "key_bits",
-        "signature_algorithm",
-        "sans",
-        "python_version",
-        "openssl_version",
-        "job",
-        "instance",
-    }
-)
 
 TOP_KEYS = ("defaults", "targets")
 SETTING_KEYS = ("interval", "timeout", "ehlo_name", "ca_file", "versions", "connections", "labels")
@@ -171,55 +153,6 @@ def parse_config(
     if reader.problems:
         raise ConfigError(source, reader.problems)
     return Config(targets=targets, source=source)
-
-
-def machine_ehlo_name() -> str:
-    """This machine's FQDN, or "localhost" when it has none.
-
-    `socket.getfqdn()` answers with the bare host name when the resolver knows no domain
-    (common in containers); a name without a dot, or one that is not a valid host name,
-    gives "localhost" instead: set `ehlo_name` to send a real name.
-    """
-    name = socket.getfqdn().rstrip(".")
-    if "." not in name or _ehlo_problem(name) is not None:
-        return "localhost"
-    return name
-
-
-_DURATION = re.compile(
-    r"(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?"
-    r"(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?"
-)
-_DURATION_MS = (365 * 86400_000, 7 * 86400_000, 86400_000, 3600_000, 60_000, 1000, 1)
-
-
-def parse_duration(text: str) -> float | None:
-    """Seconds in a Prometheus duration (`1h30m`, `500ms`, `0`), or None if it is not one."""
-    if text == "0":
-        return 0.0
-    match = _DURATION.fullmatch(text)
-    if not text or match is None:
-        return None
-    try:
-        millis = sum(
-            int(g) * unit for g, unit in zip(match.groups(), _DURATION_MS, strict=True) if g
-        )
-        return millis / 1000
-    except (ValueError, OverflowError):  # more digits than any sane duration
-        return math.inf
-
-
-def format_duration(seconds: float) -> str:
-    """A Prometheus duration for `seconds`, in days and smaller units (`1d2h`, `1m30s`)."""
-    millis = round(seconds * 1000)
-    if millis <= 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400_000), ("h", 3600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
-        count, millis = divmod(millis, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
 
 
 # --- YAML with line numbers ------------------------------------------------------------
@@ -589,7 +522,7 @@ class _Reader:
         value = self._text(mapping, path, "ehlo_name")
         if value is None:
             return None
-        problem = _ehlo_problem(value)
+        problem = ehlo_name_problem(value)
         if problem is not None:
             self.report_key(mapping, path, "ehlo_name", f"{_describe(value)} {problem}")
             return None
@@ -670,7 +603,11 @@ class _Reader:
         ok = True
         lpath = _join(path, "labels")
         for name, text in value.items():
-            problem = _label_name_problem(name)
+            problem = (
+                label_name_problem(name)
+                if isinstance(name, str)
+                else f"a label name must be text, got {_describe(name)}"
+            )
             if problem is not None:
                 self.report_key(value, lpath, name, problem)
                 ok = False
@@ -713,7 +650,7 @@ class _Reader:
         else:
             host = self._text(item, path, "host")
             if host is not None:
-                host, problem = _parse_host(host)
+                host, problem = parse_host(host)
                 if problem is not None:
                     self.report_key(item, path, "host", f"{_describe(item['host'])} {problem}")
 
@@ -733,7 +670,7 @@ class _Reader:
         if "servername" in item:
             servername = self._text(item, path, "servername") or ""
             if servername:
-                servername, problem = _parse_host(servername.rstrip("."))
+                servername, problem = parse_host(servername.rstrip("."))
                 if problem is not None:
                     self.report_key(
                         item, path, "servername", f"{_describe(item['servername'])} {problem}"
@@ -869,118 +806,6 @@ def _version(item: object) -> TLSVersion | None:
     if isinstance(item, str):
         return _VERSION_SPELLINGS.get(item.strip().lower())
     return None
-
-
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-
-
-def _label_name_problem(name: object) -> str | None:
-    if not isinstance(name, str):
-        return f"a label name must be text, got {_describe(name)}"
-    if not _LABEL_NAME.fullmatch(name):
-        return "is not a valid label name (letters, digits and _, not starting with a digit)"
-    if name.startswith("__"):
-        return "label names starting with __ are reserved for Prometheus"
-    if name in RESERVED_LABELS:
-        return "is a label the exporter or Prometheus sets itself; choose another name"
-    return None
-
-
-_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-_LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-
-
-def _is_ipv4(text: str) -> bool:
-    try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _parse_host(value: str) -> tuple[str, str | None]:
-    """(host, problem): a DNS name or IP address, with brackets around IPv6 removed."""
-    if "://" in value:
-        return value, "is a URL; give only the host name, e.g. 'mx.example.org'"
-    if value.startswith("["):
-        inner, close, rest = value[1:].partition("]")
-        if not close:
-            return value, "has '[' without ']'"
-        if re.fullmatch(r":[0-9]+", rest):
-            return value, "looks like [address]:port; put the port under `port`"
-        if rest:
-            return value, "has text after ']'"
-        if _is_ipv6(inner):
-            return inner, None
-        if _is_ipv4(inner):
-            return value, "has brackets, which are only for IPv6 addresses"
-        return value, "is not an IPv6 address inside [ ]"
-    if ":" in value:
-        if _is_ipv6(value):
-            return value, None
-        head, _, tail = value.rpartition(":")
-        if ":" not in head and re.fullmatch(r"[0-9]+", tail):
-            return value, "looks like host:port; put the port under `port`"
-        return value, "is not a valid IPv6 address"
-    if re.fullmatch(r"[0-9.]+", value):
-        return value, None if _is_ipv4(value) else "is not a valid IPv4 address"
-    return value, _hostname_problem(value, _HOST_LABEL)
-
-
-def _hostname_problem(name: str, label_pattern: re.Pattern[str]) -> str | None:
-    if not name.isascii():
-        try:
-            ascii_name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            return "is not a valid host name"
-        return f"is not ASCII; write it as {ascii_name!r}"
-    for char in name:
-        if char.isspace():
-            return "contains white space"
-    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
-    if len(name.rstrip(".")) > 253:
-        return "is longer than 253 characters"
-    for label in labels:
-        if not label:
-            return "has an empty part (two dots in a row, or a leading dot)"
-        if len(label) > 63:
-            return "has a part longer than 63 characters"
-        if not label_pattern.fullmatch(label):
-            bad = [c for c in label if not (c.isalnum() or c in "-_")]
-            if bad:
-                return f"contains {bad[0]!r}, which is not allowed in a host name"
-            if "_" in label and label_pattern is _LDH_LABEL:
-                return "contains '_', which is not allowed here"
-            return "has a part that starts or ends with '-'"
-    if re.fullmatch(r"[0-9]+", labels[-1]):
-        return "ends in an all-digit part, so it is neither a host name nor an IPv4 address"
-    return None
-
-
-def _ehlo_problem(value: str) -> str | None:
-    """Why `value` cannot follow EHLO (RFC 5321: a domain or an address literal), or None."""
-    if value.startswith("[") and value.endswith("]"):
-        inner = value[1:-1]
-        if inner[:5].lower() == "ipv6:" and "%" not in inner and _is_ipv6(inner[5:]):
-            return None
-        if _is_ipv4(inner):
-            return None
-        return "is not an address literal like [192.0.2.1] or [IPv6:2001:db8::1]"
-    if _is_ipv4(value):
-        return f"is an address; EHLO needs it in brackets: '[{value}]'"
-    if _is_ipv6(value):
-        return f"is an address; EHLO needs it as '[IPv6:{value}]'"
-    if value.endswith("."):
-        return "must not end with a dot"
-    return _hostname_problem(value, _LDH_LABEL)
 
 
 def _ca_file_problem(file: str) -> str | None:

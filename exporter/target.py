@@ -5,6 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from exporter import defaults
+from exporter.names import format_address
+
 
 class TLSMode(enum.Enum):
     """How TLS starts: after the SMTP STARTTLS command, or at once (port 465)."""
@@ -73,20 +76,18 @@ class Target:
     """One SMTP endpoint with everything the probe and the scheduler need."""
 
     host: str
-    port: int = 25
+    port: int = defaults.DEFAULT_PORT
     tls: TLSMode = TLSMode.STARTTLS
     name: str = ""
     servername: str = ""
     ehlo_name: str = "localhost"
-    timeout: float = 30.0
-    interval: float = 300.0
+    timeout: float = defaults.DEFAULT_TIMEOUT
+    interval: float = defaults.DEFAULT_INTERVAL
     versions: tuple[TLSVersion, ...] = DEFAULT_VERSIONS
     ca_file: str | None = None
     labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-    #: At most this many connections to the host at once within one probe. A probe needs
-    #: six (five versions and the default client); all at once, long greeting delays
-    #: (postscreen, greet_pause: 15-20 s) are paid once, not twice, within the timeout.
-    connections: int = 6
+    #: At most this many connections to the host at once within one probe.
+    connections: int = defaults.DEFAULT_CONNECTIONS
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -97,5 +98,4 @@ class Target:
     @property
     def address(self) -> str:
         """`host:port`, with IPv6 literals in brackets."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return format_address(self.host, self.port)

@@ -25,7 +25,7 @@ from tests.support.scheduling import inproc_target, run_for
 def test_a_certificate_that_does_not_verify_is_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from exporter.server import _log_result
+    from exporter.app import _log_result
 
     certs = make_test_certs(tmp_path)
     context = tls_context(str(certs.expired.cert), str(certs.expired.key))
@@ -55,7 +55,7 @@ def test_a_certificate_that_does_not_verify_is_logged(
 
 
 def test_a_signal_reload_task_is_held_until_it_ends(tmp_path: Path) -> None:
-    from exporter.server import Exporter
+    from exporter.app import Exporter
 
     config = tmp_path / "config.yaml"
     config.write_text("targets:\n  - host: 127.0.0.1\n    port: 1\n    ehlo_name: probe.test\n")

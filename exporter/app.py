@@ -1,84 +1,26 @@
-"""The long-running exporter: flags, config (re)loading, scheduler and HTTP wired together."""
+"""The running exporter: config (re)loading, scheduler, results and HTTP wired together."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
 
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
-from exporter import __version__
 from exporter.collector import ResultCollector
 from exporter.config import Config, ConfigError, load_config
-from exporter.logs import LEVELS, setup
+from exporter.names import format_address
 from exporter.probe import probe
 from exporter.results import ProbeResult
 from exporter.scheduler import Scheduler
 from exporter.store import ResultStore
 from exporter.target import Target
+from exporter.web import make_app
 
 log = logging.getLogger("exporter")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="smtp-tls-exporter",
-        description="Prometheus exporter: which TLS versions SMTP servers accept, and "
-        "when their certificates expire. `smtp-tls-exporter check HOST` probes once.",
-    )
-    parser.add_argument(
-        "--config.file",
-        dest="config_file",
-        default="config.yaml",
-        help="YAML file with the targets (default: config.yaml)",
-    )
-    parser.add_argument(
-        "--config.check",
-        dest="config_check",
-        action="store_true",
-        help="validate the config file and exit (0 good, 1 bad)",
-    )
-    parser.add_argument(
-        "--web.listen-address",
-        dest="listen",
-        default=":9025",
-        help="HOST:PORT to serve /metrics on (default :9025)",
-    )
-    parser.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info")
-    parser.add_argument(
-        "--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt"
-    )
-    parser.add_argument(
-        "--probe.concurrency",
-        dest="concurrency",
-        type=int,
-        default=50,
-        metavar="N",
-        help="probes running at once across all targets (50)",
-    )
-    parser.add_argument("--version", action="version", version=f"smtp-tls-exporter {__version__}")
-    return parser  # fmt: skip
-
-
-def parse_listen_address(text: str) -> tuple[str | None, int]:
-    """`:9025`, `0.0.0.0:9025`, `[::1]:9025` or `localhost:9025`."""
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            raise ValueError(f"expected HOST:PORT, got {text!r}")
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"bad port in {text!r}")
-    return host or None, int(port_text)
 
 
 def _log_result(target: Target, result: ProbeResult) -> None:
@@ -166,8 +108,6 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     registry = CollectorRegistry(auto_describe=False)
     collector = ResultCollector(exporter.store)
     registry.register(collector)
-    from exporter.web import make_app
-
     app = make_app(exporter.store, registry, exporter.reload, collector.render)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -181,9 +121,7 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
         return 1
     if exporter.config is None:  # a SIGHUP during start-up may have loaded it already
         exporter.install(config)
-    bound = sorted(
-        {f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}" for a in runner.addresses}
-    )
+    bound = sorted({format_address(a[0], a[1]) for a in runner.addresses})
     log.info("listening", extra={"fields": {"address": ",".join(bound)}})
     dispatcher = asyncio.create_task(exporter.scheduler.run())
     await stop.wait()
@@ -196,26 +134,10 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     return 0
 
 
-def run(argv: Sequence[str]) -> int:
-    """Run the exporter until SIGTERM; exit 1 on a bad config or listen address."""
-    args = _parser().parse_args(list(argv))
-    if args.concurrency < 1:
-        _parser().error("--probe.concurrency must be at least 1")
-    try:
-        host, port = parse_listen_address(args.listen)
-    except ValueError as exc:
-        _parser().error(f"--web.listen-address: {exc}")
-    setup(args.log_level, args.log_format)
-    try:
-        config = load_config(args.config_file)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    if args.config_check:
-        print(f"{args.config_file}: OK, {len(config.targets)} targets")
-        return 0
+def serve(config_file: str, config: Config, host: str | None, port: int, concurrency: int) -> int:
+    """Serve until SIGTERM or SIGINT; 1 when the listen address cannot be bound."""
     # Until the event loop takes the signals over, a SIGHUP (a reload sent too early)
     # must not end the process.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    exporter = Exporter(args.config_file, args.concurrency)
+    exporter = Exporter(config_file, concurrency)
     return asyncio.run(_serve(exporter, config, host, port))

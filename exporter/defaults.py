@@ -1,0 +1,24 @@
+"""Every default and limit of a setting, in one place: the config file, the command line,
+the chart's schema and the probe all read them from here."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_PORT: Final = 25
+#: Port 465 speaks TLS from the first byte (RFC 8314); a target on it defaults to implicit TLS.
+IMPLICIT_PORT: Final = 465
+DEFAULT_INTERVAL: Final = 300.0
+DEFAULT_TIMEOUT: Final = 30.0
+MIN_INTERVAL: Final = 1.0
+#: Connections at once to one host within one probe. A probe needs six (five versions and
+#: the default client); all at once, long greeting delays (postscreen, greet_pause: 15-20 s)
+#: are paid once, not twice, within the timeout.
+DEFAULT_CONNECTIONS: Final = 6
+MAX_CONNECTIONS: Final = 10
+#: Probes at once across all targets (`--probe.concurrency`).
+DEFAULT_CONCURRENCY: Final = 50
+DEFAULT_LISTEN_ADDRESS: Final = ":9025"
+DEFAULT_CONFIG_FILE: Final = "config.yaml"
+#: A CA bundle larger than this is surely the wrong file.
+MAX_CA_FILE_BYTES: Final = 10 * 1024 * 1024
