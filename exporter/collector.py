@@ -275,8 +275,6 @@ class ResultCollector(Collector):
         )
         counts = dict(store.failures_total)
         for reason in Reason:
-            if reason is Reason.STARTTLS_NOT_OFFERED:
-                continue  # a finding, not a failure: see smtp_tls_starttls_advertised
             failures.add_sample(
                 "smtp_tls_exporter_probe_failures_total",
                 {"reason": reason.value},

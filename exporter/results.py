@@ -19,7 +19,6 @@ class Reason(enum.Enum):
     GREETING_TIMEOUT = "greeting_timeout"
     GREETING_REJECTED = "greeting_rejected"
     EHLO_REJECTED = "ehlo_rejected"
-    STARTTLS_NOT_OFFERED = "starttls_not_offered"
     STARTTLS_REJECTED = "starttls_rejected"
     SMTP_PROTOCOL_ERROR = "smtp_protocol_error"
     CONNECTION_CLOSED = "connection_closed"
@@ -131,6 +130,31 @@ class ProbeResult:
     def finished(self) -> float:
         """Unix time the probe ended."""
         return self.started + self.duration
+
+    @classmethod
+    def unreached(
+        cls,
+        target: str,
+        versions: tuple[TLSVersion, ...],
+        *,
+        started: float,
+        duration: float,
+        reason: Reason,
+        detail: str,
+    ) -> ProbeResult:
+        """A probe that reached no verdict at all: every version unknown, for `reason`."""
+        return cls(
+            target=target,
+            started=started,
+            duration=duration,
+            success=False,
+            error=reason,
+            error_detail=detail,
+            starttls_advertised=None,
+            versions=tuple(VersionResult(v, Verdict.UNKNOWN, detail) for v in versions),
+            negotiated=None,
+            certificate=None,
+        )
 
     def version(self, version: TLSVersion) -> VersionResult | None:
         for result in self.versions:

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from exporter.results import ProbeResult, Reason, Verdict, VersionResult
+from exporter.results import ProbeResult, Reason
 from exporter.store import ResultStore
 from exporter.target import Target
 
@@ -65,23 +65,6 @@ class _Entry:
     due: float
     name: str = field(compare=False)
     generation: int = field(compare=False)
-
-
-def _failure(
-    target: Target, started: float, clock: float, reason: Reason, detail: str
-) -> ProbeResult:
-    return ProbeResult(
-        target=target.name,
-        started=started,
-        duration=time.monotonic() - clock,
-        success=False,
-        error=reason,
-        error_detail=detail,
-        starttls_advertised=None,
-        versions=tuple(VersionResult(v, Verdict.UNKNOWN, detail) for v in target.versions),
-        negotiated=None,
-        certificate=None,
-    )
 
 
 class Scheduler:
@@ -231,10 +214,10 @@ class Scheduler:
             async with asyncio.timeout(target.timeout + _SAFETY_MARGIN):
                 result = await self._probe(target)
         except TimeoutError:
-            result = _failure(target, started, clock, Reason.PROBE_DEADLINE, "probe overran")
+            result = _unreached(target, started, clock, Reason.PROBE_DEADLINE, "probe overran")
         except Exception as exc:  # a bug must cost one probe, never the exporter
             log.exception("probe of %s crashed", target.name)
-            result = _failure(
+            result = _unreached(
                 target, started, clock, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
             )
         if self._states.get(target.name) is state:
@@ -257,3 +240,16 @@ class Scheduler:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _unreached(
+    target: Target, started: float, clock: float, reason: Reason, detail: str
+) -> ProbeResult:
+    return ProbeResult.unreached(
+        target.name,
+        target.versions,
+        started=started,
+        duration=time.monotonic() - clock,
+        reason=reason,
+        detail=detail,
+    )
