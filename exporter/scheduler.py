@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from exporter.clock import Clock, SystemClock
+from exporter.defaults import DEFAULT_CONCURRENCY
 from exporter.results import ProbeResult, Reason
 from exporter.store import ResultStore
 from exporter.target import Target
@@ -74,9 +75,11 @@ class Scheduler:
         self,
         store: ResultStore,
         probe: ProbeFunction,
-        concurrency: int = 50,
+        concurrency: int = DEFAULT_CONCURRENCY,
         on_result: Callable[[Target, ProbeResult], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or SystemClock()
         self._store = store
         self._probe = probe
         self._concurrency = max(1, concurrency)
@@ -87,7 +90,7 @@ class Scheduler:
         self._running = 0
         self._wake = asyncio.Event()
         self._generation = 0
-        self._epoch = time.monotonic()
+        self._epoch = self._clock.monotonic()
         self._overdue_counted = -_OVERDUE_RECOUNT
 
     @property
@@ -100,7 +103,7 @@ class Scheduler:
         old = self._states
         new: dict[str, _State] = {}
         keep: set[str] = set()
-        now = time.monotonic()
+        now = self._clock.monotonic()
         for target in targets:
             previous = old.get(target.name)
             if previous is not None and probe_key(previous.target) == probe_key(target):
@@ -172,7 +175,7 @@ class Scheduler:
         """Dispatch due probes forever (until cancelled)."""
         while True:
             self._wake.clear()
-            now = time.monotonic()
+            now = self._clock.monotonic()
             while self._heap and self._heap[0].due <= now and self._running < self._concurrency:
                 entry = heapq.heappop(self._heap)
                 state = self._states.get(entry.name)
@@ -188,19 +191,15 @@ class Scheduler:
             self._note_overdue(now)
             delay = None
             if self._heap and self._running < self._concurrency:
-                delay = max(0.0, self._heap[0].due - time.monotonic())
+                delay = max(0.0, self._heap[0].due - self._clock.monotonic())
             elif self._heap:
                 delay = _OVERDUE_RECOUNT  # all slots busy: recount the overdue meanwhile
-            try:
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
+            await self._clock.wait(self._wake, delay)
 
     def _start(self, state: _State, host: str) -> None:
         self._running += 1
         self._busy_hosts[host] = state.target.name
-        state.last_start = time.monotonic()
+        state.last_start = self._clock.monotonic()
         self._store.probe_started(state.last_start - state.scheduled)
         state.running = asyncio.create_task(self._probe_one(state))
         # A done callback, not a `finally`: a task cancelled before it ever ran (a reload in
@@ -209,21 +208,33 @@ class Scheduler:
 
     async def _probe_one(self, state: _State) -> None:
         target = state.target
-        started, clock = time.time(), time.monotonic()
+        started, clock = self._clock.time(), self._clock.monotonic()
         try:
             async with asyncio.timeout(target.timeout + _SAFETY_MARGIN):
                 result = await self._probe(target)
         except TimeoutError:
-            result = _unreached(target, started, clock, Reason.PROBE_DEADLINE, "probe overran")
+            result = self._unreached(target, started, clock, Reason.PROBE_DEADLINE, "probe overran")
         except Exception as exc:  # a bug must cost one probe, never the exporter
             log.exception("probe of %s crashed", target.name)
-            result = _unreached(
+            result = self._unreached(
                 target, started, clock, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
             )
         if self._states.get(target.name) is state:
             self._store.record(state.target, result)
             if self._on_result is not None:
                 self._on_result(state.target, result)
+
+    def _unreached(
+        self, target: Target, started: float, clock: float, reason: Reason, detail: str
+    ) -> ProbeResult:
+        return ProbeResult.unreached(
+            target.name,
+            target.versions,
+            started=started,
+            duration=self._clock.monotonic() - clock,
+            reason=reason,
+            detail=detail,
+        )
 
     def _finished(self, state: _State, host: str) -> None:
         self._running -= 1
@@ -240,16 +251,3 @@ class Scheduler:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _unreached(
-    target: Target, started: float, clock: float, reason: Reason, detail: str
-) -> ProbeResult:
-    return ProbeResult.unreached(
-        target.name,
-        target.versions,
-        started=started,
-        duration=time.monotonic() - clock,
-        reason=reason,
-        detail=detail,
-    )

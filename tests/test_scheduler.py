@@ -1,256 +1,331 @@
-"""The scheduler with real probes against in-process servers on several loopback addresses."""
+"""The scheduler: first round, intervals, spread, bounds, reloads, lateness.
+
+Time is a clock the test moves by hand and probes are stand-ins that take as long as the
+test says, so each case runs the schedule exactly and at once. One case at the end runs
+the real probe against in-process servers in real time.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
-import time
-from collections.abc import Iterator
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
 
 from exporter.probe import probe
-from exporter.results import ProbeResult, Reason
+from exporter.results import ProbeResult, Reason, Verdict, VersionResult
 from exporter.scheduler import Scheduler
 from exporter.store import ResultStore
-from exporter.target import Target
+from exporter.target import Target, TLSVersion
+from tests.support.clock import ManualClock
 from tests.support.inproc import Behaviour, InprocServer
-from tests.support.scheduling import inproc_target as target
-from tests.support.scheduling import run_for
+from tests.support.scheduling import inproc_target
+
+#: A probe that never ends by itself.
+FOREVER = 10**9
 
 
 @dataclass
-class Recorder:
-    """Wraps the real probe and notes when each probe of each target ran."""
+class StandInProbe:
+    """Takes `durations[host]` seconds of the manual clock (default `duration`), notes when
+    each probe ran, and answers with a successful result."""
 
-    runs: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    clock: ManualClock
+    duration: float = 0.0
+    durations: dict[str, float] = field(default_factory=dict)
+    runs: dict[str, list[tuple[float, float | None]]] = field(default_factory=dict)
     in_flight: int = 0
     most_in_flight: int = 0
     hosts_in_flight: dict[str, int] = field(default_factory=dict)
     host_overlap: bool = False
 
     async def __call__(self, target: Target) -> ProbeResult:
+        start = self.clock.monotonic()
+        runs = self.runs.setdefault(target.name, [])
+        runs.append((start, None))
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         busy = self.hosts_in_flight.get(target.host, 0)
         self.host_overlap |= busy > 0
         self.hosts_in_flight[target.host] = busy + 1
-        start = time.monotonic()
         try:
-            return await probe(target)
+            await self.clock.sleep(self.durations.get(target.host, self.duration))
         finally:
             self.in_flight -= 1
             self.hosts_in_flight[target.host] -= 1
-            self.runs.setdefault(target.name, []).append((start, time.monotonic()))
+            runs[runs.index((start, None))] = (start, self.clock.monotonic())
+        return ProbeResult(
+            target=target.name,
+            started=self.clock.time(),
+            duration=self.clock.monotonic() - start,
+            success=True,
+            error=None,
+            error_detail="",
+            starttls_advertised=True,
+            versions=tuple(VersionResult(v, Verdict.ACCEPTED) for v in target.versions),
+            negotiated=None,
+            certificate=None,
+        )
+
+    def starts(self, name: str) -> list[float]:
+        return [start for start, _ in self.runs.get(name, [])]
 
 
-@pytest.fixture
-def servers() -> Iterator[list[InprocServer]]:
-    """Plain servers (STARTTLS not offered: a quick, successful probe) on 127.0.0.2-7."""
-    with ExitStack() as stack:
-        yield [
-            stack.enter_context(InprocServer(Behaviour(starttls=False), host=f"127.0.0.{i}"))
-            for i in range(2, 8)
-        ]
+def mx(index: int, **extra: object) -> Target:
+    """A target on its own host, probed every minute."""
+    settings: dict[str, object] = {
+        "host": f"mx{index}.example.org",
+        "interval": 60.0,
+        "timeout": 30.0,
+        "versions": (TLSVersion.TLS1_2,),
+    }
+    settings.update(extra)
+    return Target(**settings)  # type: ignore[arg-type]  # keyword arguments of several types
 
 
-def test_first_round_starts_at_once_then_every_interval(servers: list[InprocServer]) -> None:
-    store, recorder = ResultStore(), Recorder()
-    scheduler_start = time.monotonic()
-
-    async def main() -> None:
-        scheduler = Scheduler(store, recorder)
-        scheduler.apply(tuple(target(s, f"t{i}") for i, s in enumerate(servers)))
-        await run_for(scheduler, 3.6)
-
-    asyncio.run(main())
-    assert set(recorder.runs) == {f"t{i}" for i in range(len(servers))}
-    for name, runs in recorder.runs.items():
-        assert runs[0][0] - scheduler_start < 0.5, name  # first round at once
-        assert 3 <= len(runs) <= 5, (name, len(runs))  # then about once a second
-        gaps = [b[0] - a[0] for a, b in itertools.pairwise(runs)]
-        assert all(gap >= 0.5 for gap in gaps), gaps
-    assert all(store.result(f"t{i}") is not None for i in range(len(servers)))
-
-
-def test_concurrency_bound_and_one_probe_per_host() -> None:
-    store, recorder = ResultStore(), Recorder()
-    with ExitStack() as stack:
-        silent = [
-            stack.enter_context(InprocServer(Behaviour(silent=True), host=f"127.0.0.{i}"))
-            for i in range(2, 6)
-        ]
-        same_host = [stack.enter_context(InprocServer(Behaviour(silent=True))) for _ in range(2)]
-        targets = [target(s, f"silent{i}", interval=5.0) for i, s in enumerate(silent)]
-        targets += [target(s, f"same{i}", interval=5.0) for i, s in enumerate(same_host)]
-
-        async def main() -> None:
-            scheduler = Scheduler(store, recorder, concurrency=2)
-            scheduler.apply(tuple(targets))
-            await run_for(scheduler, 3.5)
-
-        asyncio.run(main())
-    assert recorder.most_in_flight == 2
-    assert not recorder.host_overlap
-    # Every probe ended by its deadline, with the reason it timed out.
-    assert sum(store.result(t.name) is not None for t in targets) >= 4
-    for t in targets:
-        result = store.result(t.name)
-        if result is not None:
-            assert result.error is Reason.GREETING_TIMEOUT
-            assert result.duration < t.timeout + 0.5
-
-
-def test_a_hung_target_does_not_delay_others(servers: list[InprocServer]) -> None:
-    store, recorder = ResultStore(), Recorder()
-    with InprocServer(Behaviour(silent=True), host="127.0.0.9") as hung:
-
-        async def main() -> None:
-            scheduler = Scheduler(store, recorder)
-            scheduler.apply(
-                (target(hung, "hung", timeout=3.0, interval=10.0), target(servers[0], "quick"))
-            )
-            await run_for(scheduler, 2.8)
-
-        asyncio.run(main())
-    assert len(recorder.runs.get("quick", [])) >= 3
-    # The hung probe was still running when the scheduler stopped, holding nobody up.
-    (hung_start, hung_end), *_ = recorder.runs["hung"]
-    assert hung_end - hung_start >= 2.5
-
-
-def test_reload_keeps_unchanged_targets_and_drops_removed(servers: list[InprocServer]) -> None:
-    store, recorder = ResultStore(), Recorder()
-    a, b, c = (target(servers[i], name, interval=30.0) for i, name in enumerate("abc"))
-
-    async def main() -> None:
-        scheduler = Scheduler(store, recorder)
-        scheduler.apply((a, b))
-        task = asyncio.create_task(scheduler.run())
-        await asyncio.sleep(0.8)
-        first_a = store.result("a")
-        assert first_a is not None and store.result("b") is not None
-        relabelled = Target(**{**_fields(a), "labels": (("site", "eu"),)})
-        moved = Target(**{**_fields(b), "port": servers[3].port})
-        scheduler.apply((relabelled, moved, c))
-        # The changed target's old result is gone at once: it described another server.
-        assert store.result("b") is None
-        await asyncio.sleep(0.8)
-        assert store.result("a") is first_a  # unchanged probe: not probed again
-        assert store.result("b") is not None and store.result("c") is not None
-        assert [t.labels for t, _ in store.snapshot() if t.name == "a"] == [(("site", "eu"),)]
-        scheduler.apply((c,))
-        assert {t.name for t, _ in store.snapshot()} == {"c"}
-        assert store.result("a") is None
+@asynccontextmanager
+async def running(scheduler: Scheduler) -> AsyncIterator[None]:
+    """The scheduler's dispatcher, running until the block ends."""
+    task = asyncio.create_task(scheduler.run())
+    try:
+        yield
+    finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await scheduler.stop()
 
-    asyncio.run(main())
-    assert len(recorder.runs["a"]) == 1
+
+def run(case: Callable[[], Coroutine[object, object, None]]) -> None:
+    asyncio.run(case())
 
 
-def _fields(t: Target) -> dict[str, object]:
-    return {name: getattr(t, name) for name in Target.__dataclass_fields__}
+def test_first_round_starts_at_once_then_every_interval() -> None:
+    clock = ManualClock()
+    store, stand_in = ResultStore(), StandInProbe(clock, duration=2.0)
+    targets = tuple(mx(i) for i in range(6))
+    t0 = clock.monotonic()
+
+    async def case() -> None:
+        scheduler = Scheduler(store, stand_in, clock=clock)
+        scheduler.apply(targets)
+        async with running(scheduler):
+            await clock.advance(600)
+
+    run(case)
+    for t in targets:
+        starts = stand_in.starts(t.name)
+        assert starts[0] == t0, t.name  # the first round starts at once
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        # The second probe lands on the target's own point in the interval, at least half an
+        # interval after the first; from then on exactly one interval apart.
+        assert 30 <= gaps[0] <= 90, (t.name, gaps)
+        assert gaps[1:] == [60.0] * (len(gaps) - 1), (t.name, gaps)
+        assert len(starts) in (10, 11), (t.name, len(starts))
+        result = store.result(t.name)
+        assert result is not None
+        assert result.success
 
 
 def test_targets_spread_over_the_interval() -> None:
-    scheduler = Scheduler(ResultStore(), Recorder())
-    names = [f"mx{i}.example.org:25" for i in range(200)]
-    scheduler.apply(tuple(Target(host=n.split(":")[0], name=n, interval=300.0) for n in names))
-    now = time.monotonic()
-    dues = sorted(
-        scheduler._next_due(state.target, now, state.phase) - now
-        for state in scheduler._states.values()
-    )
-    assert all(150 <= d <= 450 for d in dues)
+    clock = ManualClock()
+    stand_in = StandInProbe(clock)
+    targets = tuple(mx(i, interval=300.0) for i in range(200))
+
+    async def case() -> None:
+        scheduler = Scheduler(ResultStore(), stand_in, clock=clock)
+        scheduler.apply(targets)
+        async with running(scheduler):
+            await clock.advance(450)
+
+    t0 = clock.monotonic()
+    run(case)
+    seconds = [stand_in.starts(t.name)[1] - t0 for t in targets]
+    assert all(150 <= s <= 450 for s in seconds), seconds
     # No minute of the interval holds more than a third of the targets.
-    buckets = [sum(1 for d in dues if k * 60 <= (d % 300) < (k + 1) * 60) for k in range(5)]
-    assert max(buckets) < len(names) / 3, buckets
+    buckets = [sum(1 for s in seconds if k * 60 <= (s % 300) < (k + 1) * 60) for k in range(5)]
+    assert max(buckets) < len(targets) / 3, buckets
 
 
-def test_reload_right_after_dispatch_frees_the_slot(servers: list[InprocServer]) -> None:
+def test_concurrency_bound_and_one_probe_per_host() -> None:
+    clock = ManualClock()
+    store, stand_in = ResultStore(), StandInProbe(clock, duration=10.0)
+    targets = tuple(mx(i) for i in range(4))
+    targets += tuple(mx(9, port=port, name=f"same:{port}") for port in (25, 587))
+
+    async def case() -> None:
+        scheduler = Scheduler(store, stand_in, concurrency=2, clock=clock)
+        scheduler.apply(targets)
+        async with running(scheduler):
+            await clock.advance(35)
+
+    run(case)
+    assert stand_in.most_in_flight == 2
+    assert not stand_in.host_overlap
+    assert all(store.result(t.name) is not None for t in targets)
+
+
+def test_a_hung_target_does_not_delay_others() -> None:
+    clock = ManualClock()
+    stand_in = StandInProbe(clock, duration=0.5, durations={"hung.example.org": FOREVER})
+    hung = mx(0, host="hung.example.org", name="hung")
+    quick = mx(1, name="quick", interval=5.0)
+
+    async def case() -> None:
+        scheduler = Scheduler(ResultStore(), stand_in, clock=clock)
+        scheduler.apply((hung, quick))
+        async with running(scheduler):
+            await clock.advance(60)
+            assert stand_in.runs["hung"] == [(1000.0, None)]  # the hung probe still runs...
+
+    run(case)
+    assert len(stand_in.starts("quick")) >= 11  # ...and the quick one kept its interval
+
+
+def test_a_crashing_probe_costs_one_result() -> None:
+    clock = ManualClock()
+    store = ResultStore()
+
+    async def crash(target: Target) -> ProbeResult:
+        raise RuntimeError(f"bug while probing {target.host}")
+
+    async def case() -> None:
+        scheduler = Scheduler(store, crash, clock=clock)
+        scheduler.apply((mx(0), mx(1)))
+        async with running(scheduler):
+            await clock.advance(120)
+
+    run(case)
+    for name in ("mx0.example.org:25", "mx1.example.org:25"):
+        result = store.result(name)
+        assert result is not None
+        assert result.error is Reason.INTERNAL_ERROR
+        assert result.error_detail == f"RuntimeError: bug while probing {name.split(':')[0]}"
+        assert [v.verdict for v in result.versions] == [Verdict.UNKNOWN]
+    assert store.probes_total >= 4  # more rounds: the crashes did not stop the schedule
+
+
+def test_reload_keeps_unchanged_targets_and_drops_removed() -> None:
+    clock = ManualClock()
+    store, stand_in = ResultStore(), StandInProbe(clock, duration=1.0)
+    a, b, c = (mx(i, name=name, interval=300.0) for i, name in enumerate("abc"))
+
+    async def case() -> None:
+        scheduler = Scheduler(store, stand_in, clock=clock)
+        scheduler.apply((a, b))
+        async with running(scheduler):
+            await clock.advance(2)
+            first_a = store.result("a")
+            assert first_a is not None
+            assert store.result("b") is not None
+            relabelled = dataclasses.replace(a, labels=(("site", "eu"),), interval=600.0)
+            moved = dataclasses.replace(b, port=2525)
+            scheduler.apply((relabelled, moved, c))
+            # The changed target's old result is gone at once: it described another server.
+            assert store.result("b") is None
+            await clock.advance(2)
+            assert store.result("a") is first_a  # unchanged probe: not probed again
+            assert store.result("b") is not None
+            assert store.result("c") is not None
+            assert [t.labels for t, _ in store.snapshot() if t.name == "a"] == [(("site", "eu"),)]
+            scheduler.apply((c,))
+            assert {t.name for t, _ in store.snapshot()} == {"c"}
+            assert store.result("a") is None
+
+    run(case)
+    assert len(stand_in.runs["a"]) == 1
+    assert len(stand_in.runs["b"]) == 2
+
+
+def test_reload_right_after_dispatch_frees_the_slot() -> None:
     """A probe cancelled before its first step must still give back its slot and host."""
-    store, recorder = ResultStore(), Recorder()
-    first = target(servers[0], "mx", interval=30.0)
-    moved = Target(**{**_fields(first), "host": servers[1].host, "port": servers[1].port})
+    clock = ManualClock()
+    store, stand_in = ResultStore(), StandInProbe(clock, duration=1.0)
+    first = mx(0, name="mx")
+    moved = dataclasses.replace(first, host="mx1.example.org")
 
-    async def main() -> None:
-        scheduler = Scheduler(store, recorder, concurrency=1)
+    async def case() -> None:
+        scheduler = Scheduler(store, stand_in, concurrency=1, clock=clock)
         scheduler.apply((first,))
         task = asyncio.create_task(scheduler.run())
         await asyncio.sleep(0)  # the dispatcher starts the probe task...
         scheduler.apply((moved,))  # ...and the reload cancels it before it runs
-        await asyncio.sleep(1.0)
+        await clock.advance(2)
         assert scheduler.running == 0
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await scheduler.stop()
 
-    asyncio.run(main())
+    run(case)
+    assert stand_in.runs == {"mx": [(1000.0, 1001.0)]}  # only the moved target was probed
     result = store.result("mx")
-    assert result is not None and result.success
-
-
-# --- The exporter around the scheduler: result logging, reloads, /metrics ---------------------
-
-
-async def sample_while_running(
-    scheduler: Scheduler, store: ResultStore, seconds: float
-) -> list[tuple[float, int]]:
-    """Run the scheduler for `seconds`, noting the store's delay and overdue count often."""
-    task = asyncio.create_task(scheduler.run())
-    samples = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        await asyncio.sleep(0.05)
-        samples.append((store.schedule_delay_seconds, store.overdue_probes))
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await scheduler.stop()
-    return samples
+    assert result is not None
+    assert result.success
 
 
 def test_too_little_concurrency_shows_as_schedule_delay() -> None:
-    store, recorder = ResultStore(), Recorder()
-    with ExitStack() as stack:
-        silent = [
-            stack.enter_context(InprocServer(Behaviour(silent=True), host=f"127.0.0.{i}"))
-            for i in range(2, 7)
-        ]
-        targets = tuple(target(s, f"silent{i}", interval=30.0) for i, s in enumerate(silent))
+    clock = ManualClock()
+    store, stand_in = ResultStore(), StandInProbe(clock, duration=1.0)
+    targets = tuple(mx(i, interval=300.0) for i in range(5))
+    seen: list[tuple[float, int]] = []
 
-        async def main() -> list[tuple[float, int]]:
-            scheduler = Scheduler(store, recorder, concurrency=1)
-            scheduler.apply(targets)
-            return await sample_while_running(scheduler, store, 2.7)
+    async def case() -> None:
+        scheduler = Scheduler(store, stand_in, concurrency=1, clock=clock)
+        scheduler.apply(targets)
+        async with running(scheduler):
+            for _ in range(5):
+                await clock.advance(0)
+                seen.append((store.schedule_delay_seconds, store.overdue_probes))
+                await clock.advance(1)
+            await clock.advance(0)
+            seen.append((store.schedule_delay_seconds, store.overdue_probes))
 
-        samples = asyncio.run(main())
-    # One slot, five targets all due at once, each probe about 1 s: the second starts about
-    # 1 s late, the third about 2 s late.
-    starts = sorted(runs[0][0] for runs in recorder.runs.values())
-    assert len(starts) >= 2, recorder.runs
-    assert store.schedule_delay_seconds > 0.5 + (len(starts) - 2)
-    delays = [delay for delay, _ in samples]
-    assert delays == sorted(delays)  # each probe started later than the one before
-    assert delays[0] < 0.1  # the first started at once...
-    overdue = [count for _, count in samples]
-    assert overdue[0] == 4  # ...and four wait for the slot
-    assert overdue == sorted(overdue, reverse=True)
-    assert min(overdue) >= 5 - len(starts)
+    run(case)
+    # One slot, five targets due at once, each probe one second: each starts a second after
+    # the one before, and the queue of overdue probes shrinks by one each time.
+    assert seen == [(0.0, 4), (1.0, 3), (2.0, 2), (3.0, 1), (4.0, 0), (4.0, 0)]
 
 
-def test_ample_concurrency_keeps_schedule_delay_near_zero(servers: list[InprocServer]) -> None:
-    store, recorder = ResultStore(), Recorder()
+def test_ample_concurrency_keeps_schedule_delay_at_zero() -> None:
+    clock = ManualClock()
+    store, stand_in = ResultStore(), StandInProbe(clock, duration=1.0)
+    seen: list[tuple[float, int]] = []
 
-    async def main() -> list[tuple[float, int]]:
-        scheduler = Scheduler(store, recorder, concurrency=50)
-        scheduler.apply(tuple(target(s, f"t{i}") for i, s in enumerate(servers)))
-        return await sample_while_running(scheduler, store, 3.0)
+    async def case() -> None:
+        scheduler = Scheduler(store, stand_in, concurrency=50, clock=clock)
+        scheduler.apply(tuple(mx(i) for i in range(20)))
+        async with running(scheduler):
+            for _ in range(300):
+                await clock.advance(1)
+                seen.append((store.schedule_delay_seconds, store.overdue_probes))
 
-    samples = asyncio.run(main())
-    assert all(len(runs) >= 2 for runs in recorder.runs.values()), recorder.runs
-    assert max(delay for delay, _ in samples) < 0.25, samples
-    assert all(overdue == 0 for _, overdue in samples), samples
+    run(case)
+    assert all(len(stand_in.starts(f"mx{i}.example.org:25")) >= 5 for i in range(20))
+    assert set(seen) == {(0.0, 0)}
+
+
+@pytest.mark.parametrize("behaviour", [Behaviour(starttls=False), Behaviour(silent=True)])
+def test_real_probes_of_in_process_servers(behaviour: Behaviour) -> None:
+    """The real probe and the real clock: results arrive with the reason the server gave."""
+    store = ResultStore()
+    with InprocServer(behaviour, host="127.0.0.2") as server:
+        target = inproc_target(server, "mx", timeout=0.5, interval=60.0)
+
+        async def case() -> None:
+            done = asyncio.Event()
+            scheduler = Scheduler(store, probe, on_result=lambda _t, _r: done.set())
+            scheduler.apply((target,))
+            async with running(scheduler):
+                await asyncio.wait_for(done.wait(), timeout=10)
+
+        run(case)
+    result = store.result("mx")
+    assert result is not None
+    if behaviour.silent:
+        assert result.error is Reason.GREETING_TIMEOUT
+    else:
+        assert result.success
+        assert result.starttls_advertised is False
