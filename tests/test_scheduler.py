@@ -13,6 +13,7 @@ import itertools
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -75,16 +76,12 @@ class StandInProbe:
         return [start for start, _ in self.runs.get(name, [])]
 
 
-def mx(index: int, **extra: object) -> Target:
+def mx(index: int, **extra: Any) -> Target:
     """A target on its own host, probed every minute."""
-    settings: dict[str, object] = {
-        "host": f"mx{index}.example.org",
-        "interval": 60.0,
-        "timeout": 30.0,
-        "versions": (TLSVersion.TLS1_2,),
-    }
-    settings.update(extra)
-    return Target(**settings)  # type: ignore[arg-type]  # keyword arguments of several types
+    base = Target(
+        host=f"mx{index}.example.org", interval=60.0, timeout=30.0, versions=(TLSVersion.TLS1_2,)
+    )
+    return dataclasses.replace(base, **extra)
 
 
 @asynccontextmanager
