@@ -10,8 +10,9 @@ import sys
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
-from exporter.collector import ResultCollector
+from exporter.collector import ExporterCollector, ResultCollector
 from exporter.config import Config, ConfigError, load_config
+from exporter.exposition import CachedExposition
 from exporter.names import format_address
 from exporter.probe import probe
 from exporter.results import ProbeResult
@@ -106,9 +107,11 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, exporter.reload_soon)
     registry = CollectorRegistry(auto_describe=False)
-    collector = ResultCollector(exporter.store)
-    registry.register(collector)
-    app = make_app(exporter.store, registry, exporter.reload, collector.render)
+    own = ExporterCollector(exporter.store)
+    registry.register(ResultCollector(exporter.store))
+    registry.register(own)
+    exposition = CachedExposition(exporter.store, own)
+    app = make_app(exporter.store, registry, exporter.reload, exposition.render)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host=host, port=port, reuse_address=True)

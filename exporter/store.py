@@ -62,6 +62,10 @@ class ResultStore:
         else:
             self.reload = ReloadStatus(False, self.reload.last_success, error)
 
+    @property
+    def target_count(self) -> int:
+        return len(self._targets)
+
     def snapshot(self) -> list[tuple[Target, ProbeResult | None]]:
         """Every target with its last result (None before the first probe ends)."""
         results = dict(self._results)

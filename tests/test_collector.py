@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import cast
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as TEXT_TYPE
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics import exposition as openmetrics
 
-from exporter.collector import ResultCollector
+from exporter.collector import ExporterCollector, ResultCollector, stable_detail
+from exporter.exposition import CachedExposition, exposition_format
 from exporter.results import (
     CertificateInfo,
     ChainCertificate,
@@ -21,6 +26,14 @@ from exporter.results import (
 from exporter.store import ResultStore
 from exporter.target import Target, TLSVersion
 
+#: The client library's OpenMetrics encoder, which it leaves untyped.
+generate_openmetrics = cast(Callable[[CollectorRegistry], bytes], openmetrics.generate_latest)
+
+#: The Accept header Prometheus 2.x and 3.x send when scraping.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 NOT_BEFORE = datetime(2026, 1, 1, tzinfo=UTC)
 NOT_AFTER = datetime(2027, 1, 1, tzinfo=UTC)
 INTERMEDIATE_NOT_AFTER = datetime(2026, 12, 1, tzinfo=UTC)
@@ -52,10 +65,16 @@ def _certificate() -> CertificateInfo:
     )
 
 
-def _scrape(store: ResultStore) -> list[str]:
+def _registry(store: ResultStore) -> CollectorRegistry:
+    """The registry the exporter serves: per-target families and the exporter's own."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ResultCollector(store))
-    return generate_latest(registry).decode().splitlines()
+    registry.register(ExporterCollector(store))
+    return registry
+
+
+def _scrape(store: ResultStore) -> list[str]:
+    return generate_latest(_registry(store)).decode().splitlines()
 
 
 def test_exposition_of_a_healthy_and_a_failing_target() -> None:
@@ -141,7 +160,8 @@ def test_exposition_of_a_healthy_and_a_failing_target() -> None:
     (error_line,) = [line for line in lines if line.startswith("smtp_tls_probe_error_info{")]
     assert 'reason="greeting_rejected"' in error_line
     detail = error_line.split('detail="')[1].split('"')[0]
-    assert detail.startswith("554 5.7.1 xxx") and len(detail) == 256
+    assert detail.startswith("554 5.7.1 xxx")
+    assert len(detail) == 256
     assert any(line.startswith("smtp_tls_exporter_build_info{") for line in lines)
     helps = {line.split()[2] for line in lines if line.startswith("# HELP")}
     types = {line.split()[2] for line in lines if line.startswith("# TYPE")}
@@ -149,10 +169,7 @@ def test_exposition_of_a_healthy_and_a_failing_target() -> None:
 
 
 def test_openmetrics_info_families() -> None:
-    store = ResultStore()
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ResultCollector(store))
-    text = generate_openmetrics(registry).decode()
+    text = generate_openmetrics(_registry(ResultStore())).decode()
     assert "# TYPE smtp_tls_exporter_build info" in text
     assert "# TYPE smtp_tls_exporter_probes counter" in text
     assert text.endswith("# EOF\n")
@@ -175,9 +192,8 @@ def test_fast_text_path_gives_the_same_bytes_as_the_client_library() -> None:
     )
     store = ResultStore()
     store.set_targets(targets, frozenset())
-    registry = CollectorRegistry(auto_describe=False)
-    collector = ResultCollector(store)
-    registry.register(collector)
+    registry = _registry(store)
+    exposition = CachedExposition(store, ExporterCollector(store))
 
     def record(target: Target, detail: str, cert: CertificateInfo | None) -> None:
         store.record(
@@ -201,21 +217,30 @@ def test_fast_text_path_gives_the_same_bytes_as_the_client_library() -> None:
 
     record(targets[0], "", _certificate())
     record(targets[1], 'a "quoted"\nmulti-line \\ reply', None)
-    assert collector.render_text() == generate_latest(registry)
-    openmetrics_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    assert collector.render(openmetrics_type) == generate_openmetrics(registry)
-    assert collector.render("application/unknown") is None
+    assert exposition.render(TEXT_TYPE) == generate_latest(registry)
+    for accept in (PROMETHEUS_ACCEPT, "application/openmetrics-text"):
+        encoder, content_type = choose_encoder(accept)
+        assert exposition.render(content_type) == encoder(registry), accept
+    assert exposition.render("application/unknown") is None
     # A new result replaces the rendered lines; a target without results has none.
     record(targets[0], "", None)
-    assert collector.render_text() == generate_latest(registry)
+    assert exposition.render(TEXT_TYPE) == generate_latest(registry)
     store.set_targets(targets[1:], frozenset({"mx2.example.org:25"}))
-    assert collector.render_text() == generate_latest(registry)
-    assert b'target="mx1"' not in collector.render_text()
+    assert exposition.render(TEXT_TYPE) == generate_latest(registry)
+    assert b'target="mx1"' not in (exposition.render(TEXT_TYPE) or b"")
+
+
+def test_the_fast_path_serves_what_prometheus_asks_for() -> None:
+    """The content type the client library answers Prometheus's Accept header with (0.26 adds
+    `escaping=underscores`) is one the fast path knows."""
+    _, content_type = choose_encoder(PROMETHEUS_ACCEPT)
+    assert exposition_format(content_type) == "openmetrics"
+    _, content_type = choose_encoder("")
+    assert exposition_format(content_type) == "text"
+    assert exposition_format("application/openmetrics-text; version=0.0.1") is None
 
 
 def test_detail_label_masks_per_connection_ids() -> None:
-    from exporter.collector import stable_detail
-
     gmail = (
         "421-4.7.0 [192.0.2.1] Our system has detected an unusual rate / "
         "421 4.7.0 https://support.google.com/mail/?p=UnsolicitedRateLimitError "
