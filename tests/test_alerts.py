@@ -59,7 +59,8 @@ def test_alert_names_and_annotations() -> None:
     for rule in rules:
         labels = rule["labels"]
         annotations = rule["annotations"]
-        assert isinstance(labels, dict) and isinstance(annotations, dict)
+        assert isinstance(labels, dict)
+        assert isinstance(annotations, dict)
         assert labels["severity"] in {"warning", "critical"}, rule["alert"]
         assert set(annotations) >= {"summary", "description"}, rule["alert"]
         # The exporter-wide reload metric has no target label; it names the instance.

@@ -102,7 +102,7 @@ def test_good_flags_reach_the_probe(
 ) -> None:
     seen: list[Target] = []
 
-    async def fake_probe(target: Target) -> object:
+    async def fake_probe(_target: Target) -> object:
         seen.append(target)
         raise RuntimeError("stop here")
 
@@ -122,7 +122,7 @@ def test_good_flags_reach_the_probe(
 def test_good_hosts(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, address: str
 ) -> None:
-    async def fake_probe(target: Target) -> object:
+    async def fake_probe(_target: Target) -> object:
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(exporter.probe, "probe", fake_probe)
@@ -133,7 +133,7 @@ def test_good_hosts(
 def test_a_crash_in_the_probe_is_one_line_and_exit_1(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken_probe(target: Target) -> object:
+    async def broken_probe(_target: Target) -> object:
         raise KeyError("multi\nline")
 
     monkeypatch.setattr(exporter.probe, "probe", broken_probe)

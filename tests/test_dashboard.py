@@ -62,7 +62,8 @@ def test_panel_ids_unique_and_on_grid(dashboard: dict[str, Any]) -> None:
     assert len(ids) == len(set(ids))
     for panel in dashboard["panels"]:
         grid = panel["gridPos"]
-        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0, panel["title"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
 
 
 def test_every_panel_uses_datasource_variable(dashboard: dict[str, Any]) -> None:

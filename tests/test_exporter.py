@@ -114,6 +114,44 @@ def expected_negotiated(versions: frozenset[TLSVersion]) -> str | None:
     return None
 
 
+def assert_certificate_series(
+    scrape: Scrape, postfix: PostfixServers, name: str, context: str
+) -> None:
+    """The certificate series of one listener match the certificate it presents."""
+    listener = postfix.listener(name)
+    one = {"target": name}
+    cert_series = [s for s in scrape.for_target(name) if s.name.startswith("smtp_tls_cert_")]
+    if not listener.versions:
+        assert cert_series == [], context  # no STARTTLS: no certificate to read
+        return
+    files = postfix.certs.all()[listener.cert]
+    not_after = scrape.value("smtp_tls_cert_not_after_timestamp_seconds", **one)
+    not_before = scrape.value("smtp_tls_cert_not_before_timestamp_seconds", **one)
+    assert not_after is not None
+    assert int(not_after) == int(files.not_after.timestamp())
+    assert not_before is not None
+    assert int(not_before) == int(files.not_before.timestamp())
+    chain_not_after = scrape.value("smtp_tls_cert_chain_not_after_timestamp_seconds", **one)
+    assert chain_not_after is not None
+    assert chain_not_after <= not_after
+
+    reason = expected_verify_error(name)
+    assert scrape.value("smtp_tls_cert_verified", **one) == float(reason is None), context
+    errors = scrape.series("smtp_tls_cert_verify_error_info", **one)
+    assert [s.labels["reason"] for s in errors] == ([reason] if reason else []), context
+
+    (info,) = scrape.series("smtp_tls_cert_info", **one)
+    assert info.value == 1
+    leaf = files.leaf_certificate()
+    if listener.cert == "ecdsa":
+        assert (info.labels["key_type"], info.labels["key_bits"]) == ("EC", "256")
+    else:
+        assert (info.labels["key_type"], info.labels["key_bits"]) == ("RSA", "2048")
+    assert info.labels["fingerprint_sha256"] == leaf.fingerprint(hashes.SHA256()).hex()
+    if listener.cert != "selfsigned":
+        assert "localhost" in info.labels["sans"]
+
+
 @pytest.mark.postfix
 @pytest.mark.parametrize("name", list(LISTENERS))
 def test_listener_series(fleet: Fleet, postfix: PostfixServers, name: str) -> None:
@@ -149,38 +187,14 @@ def test_listener_series(fleet: Fleet, postfix: PostfixServers, name: str) -> No
         assert sample.labels.get("site") == site, sample
 
     duration = scrape.value("smtp_tls_probe_duration_seconds", **one)
-    assert duration is not None and 0 < duration < 30
+    assert duration is not None
+    assert 0 < duration < 30
     assert duration >= listener.greet_delay
     finished = scrape.value("smtp_tls_probe_timestamp_seconds", **one)
-    assert finished is not None and time.time() - 300 < finished <= time.time()
+    assert finished is not None
+    assert time.time() - 300 < finished <= time.time()
 
-    cert_series = [s for s in scrape.for_target(name) if s.name.startswith("smtp_tls_cert_")]
-    if not listener.versions:
-        assert cert_series == [], context  # no STARTTLS: no certificate to read
-        return
-    files = postfix.certs.all()[listener.cert]
-    not_after = scrape.value("smtp_tls_cert_not_after_timestamp_seconds", **one)
-    not_before = scrape.value("smtp_tls_cert_not_before_timestamp_seconds", **one)
-    assert not_after is not None and int(not_after) == int(files.not_after.timestamp())
-    assert not_before is not None and int(not_before) == int(files.not_before.timestamp())
-    chain_not_after = scrape.value("smtp_tls_cert_chain_not_after_timestamp_seconds", **one)
-    assert chain_not_after is not None and chain_not_after <= not_after
-
-    reason = expected_verify_error(name)
-    assert scrape.value("smtp_tls_cert_verified", **one) == float(reason is None), context
-    errors = scrape.series("smtp_tls_cert_verify_error_info", **one)
-    assert [s.labels["reason"] for s in errors] == ([reason] if reason else []), context
-
-    (info,) = scrape.series("smtp_tls_cert_info", **one)
-    assert info.value == 1
-    leaf = files.leaf_certificate()
-    if listener.cert == "ecdsa":
-        assert (info.labels["key_type"], info.labels["key_bits"]) == ("EC", "256")
-    else:
-        assert (info.labels["key_type"], info.labels["key_bits"]) == ("RSA", "2048")
-    assert info.labels["fingerprint_sha256"] == leaf.fingerprint(hashes.SHA256()).hex()
-    if listener.cert != "selfsigned":
-        assert "localhost" in info.labels["sans"]
+    assert_certificate_series(scrape, postfix, name, context)
 
 
 @pytest.mark.postfix
@@ -189,14 +203,17 @@ def test_exporter_series(fleet: Fleet) -> None:
     assert scrape.value("smtp_tls_exporter_targets") == len(fleet.all_targets)
     assert scrape.targets() == set(fleet.all_targets)
     probes = scrape.value("smtp_tls_exporter_probes_total")
-    assert probes is not None and probes >= len(fleet.all_targets)
+    assert probes is not None
+    assert probes >= len(fleet.all_targets)
     assert scrape.value("smtp_tls_exporter_config_last_reload_successful") == 1
     loaded = scrape.value("smtp_tls_exporter_config_last_reload_success_timestamp_seconds")
-    assert loaded is not None and time.time() - 600 < loaded <= time.time()
+    assert loaded is not None
+    assert time.time() - 600 < loaded <= time.time()
     (build,) = scrape.series("smtp_tls_exporter_build_info")
     assert build.value == 1
     assert build.labels["version"] == __version__
-    assert build.labels["python_version"] and "OpenSSL" in build.labels["openssl_version"]
+    assert build.labels["python_version"]
+    assert "OpenSSL" in build.labels["openssl_version"]
     for family in scrape.families.values():
         assert family.documentation, f"{family.name} has no HELP"
         assert family.type in ("gauge", "counter", "info"), family.name
@@ -218,7 +235,8 @@ def test_closed_port_target(fleet: Fleet) -> None:
     assert scrape.series("smtp_tls_starttls_advertised", **one) == []
     assert scrape.series("smtp_tls_cert_not_after_timestamp_seconds", **one) == []
     failures = scrape.value("smtp_tls_exporter_probe_failures_total", reason="connect_refused")
-    assert failures is not None and failures >= 1
+    assert failures is not None
+    assert failures >= 1
     assert scrape.value("smtp_tls_exporter_probe_failures_total", reason="internal_error") == 0
 
 
@@ -266,7 +284,8 @@ def test_openmetrics_when_asked(fleet: Fleet) -> None:
         for f in openmetrics_families(response.text)  # type: ignore[no-untyped-call]
     }  # the strict parser
     success = {s.labels["target"]: s.value for s in families["smtp_tls_probe_success"].samples}
-    assert success["all"] == 1 and success[CLOSED] == 0
+    assert success["all"] == 1
+    assert success[CLOSED] == 0
     assert families["smtp_tls_cert"].type == "info"
     assert families["smtp_tls_exporter_probes"].type == "counter"
     plain = fleet.process.get("/metrics")
@@ -312,7 +331,9 @@ def test_sighup_adds_removes_and_keeps_targets(postfix: PostfixServers, tmp_path
         kept_at = before.value("smtp_tls_probe_timestamp_seconds", target="tls12")
         relabelled_at = before.value("smtp_tls_probe_timestamp_seconds", target="tls11")
         loaded_at = before.value("smtp_tls_exporter_config_last_reload_success_timestamp_seconds")
-        assert kept_at is not None and relabelled_at is not None and loaded_at is not None
+        assert kept_at is not None
+        assert relabelled_at is not None
+        assert loaded_at is not None
 
         # tls13 leaves, tls10 arrives, tls11 gets another label and interval (neither changes
         # what a probe measures), tls12 stays as it is.
@@ -334,7 +355,8 @@ def test_sighup_adds_removes_and_keeps_targets(postfix: PostfixServers, tmp_path
         assert after.for_target("tls13") == []
         assert after.value("smtp_tls_exporter_config_last_reload_successful") == 1
         reloaded_at = after.value("smtp_tls_exporter_config_last_reload_success_timestamp_seconds")
-        assert reloaded_at is not None and reloaded_at > loaded_at
+        assert reloaded_at is not None
+        assert reloaded_at > loaded_at
 
         done = process.wait_for_targets(["tls10"], timeout=30)
         assert done.value("smtp_tls_version_supported", target="tls10", version="1.0") == 1
@@ -368,7 +390,8 @@ def test_bad_reload_keeps_the_old_config(kind: str, tmp_path: Path) -> None:
         path.write_text(text)
         response = process.reload()
         assert response.status == 500
-        assert str(path) in response.text and problem in response.text, response.text
+        assert str(path) in response.text, response.text
+        assert problem in response.text, response.text
 
         scrape = process.scrape()
         assert scrape.value("smtp_tls_exporter_config_last_reload_successful") == 0
@@ -379,7 +402,8 @@ def test_bad_reload_keeps_the_old_config(kind: str, tmp_path: Path) -> None:
         failed = [line for line in log.splitlines() if "config reload failed" in line]
         assert failed, log
         assert "level=error" in failed[0]
-        assert str(path) in failed[0] and problem in failed[0], failed[0]
+        assert str(path) in failed[0], failed[0]
+        assert problem in failed[0], failed[0]
         assert "FAILED" in process.get("/").text
 
         # SIGHUP reports the same way.
@@ -445,7 +469,8 @@ def test_missing_config_file(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.yaml"
     done = run_exporter(f"--config.file={path}", f"--web.listen-address={HOST}:{free_port()}")
     assert done.returncode == 1
-    assert str(path) in done.stderr and "Traceback" not in done.stderr
+    assert str(path) in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_config_check() -> None:
@@ -473,7 +498,8 @@ def test_listen_address_in_use(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         done = run_exporter(f"--config.file={path}", f"--web.listen-address={HOST}:{port}")
     assert done.returncode == 1, done
-    assert f"{port}" in done.stderr and "listen" in done.stderr, done.stderr
+    assert f"{port}" in done.stderr, done.stderr
+    assert "listen" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -505,7 +531,8 @@ def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
     )
     done = run_exporter(f"--config.file={path}", *args)
     assert done.returncode == 2, done
-    assert "usage:" in done.stderr and "Traceback" not in done.stderr
+    assert "usage:" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_json_logs(tmp_path: Path) -> None:
@@ -521,7 +548,8 @@ def test_json_logs(tmp_path: Path) -> None:
         assert process.wait_exit(timeout=10) == 0
         events = [json.loads(line) for line in process.log_lines()]
     messages = [event["msg"] for event in events]
-    assert "config loaded" in messages and "listening" in messages, messages
+    assert "config loaded" in messages, messages
+    assert "listening" in messages, messages
     failed = next(event for event in events if event["msg"] == "probe failed")
     assert failed["level"] == "info"
     assert failed["target"] == "refused"

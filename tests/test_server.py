@@ -43,8 +43,10 @@ def test_a_certificate_that_does_not_verify_is_logged(
         with caplog.at_level(logging.DEBUG, logger="exporter"):
             asyncio.run(main())
     result = store.result("expired")
-    assert result is not None and result.success, result
-    assert result.certificate is not None and not result.certificate.verified
+    assert result is not None, result
+    assert result.success, result
+    assert result.certificate is not None
+    assert not result.certificate.verified
     (record,) = [r for r in caplog.records if r.getMessage() == "certificate does not verify"]
     assert record.levelno == logging.INFO
     fields = record.fields  # type: ignore[attr-defined]
@@ -67,10 +69,12 @@ def test_a_signal_reload_task_is_held_until_it_ends(tmp_path: Path) -> None:
         assert await task == (True, "config reloaded: 1 targets")
         await asyncio.sleep(0)
         assert not exporter._reload_tasks
-        assert exporter.config is not None and len(exporter.config.targets) == 1
+        assert exporter.config is not None
+        assert len(exporter.config.targets) == 1
         pending = exporter.reload_soon()
         await exporter.stop_reloads()
-        assert pending.done() and not exporter._reload_tasks
+        assert pending.done()
+        assert not exporter._reload_tasks
         await exporter.scheduler.stop()
 
     asyncio.run(main())

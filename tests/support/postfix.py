@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 from exporter.target import Target, TLSMode, TLSVersion
-
-from .certs import CertFiles, TestCerts, make_test_certs
+from tests.support.certs import CertFiles, TestCerts, make_test_certs
 
 HOST: Final = "127.0.0.1"
 HOST6: Final = "::1"
