@@ -91,6 +91,11 @@ class Exporter:
         task.add_done_callback(self._reload_tasks.discard)
         return task
 
+    @property
+    def reloads_pending(self) -> int:
+        """Reloads started by a signal that have not ended yet."""
+        return len(self._reload_tasks)
+
     async def stop_reloads(self) -> None:
         """Cancel reloads still running in the background and wait for them."""
         tasks = list(self._reload_tasks)

@@ -433,8 +433,7 @@ def test_sigterm_stops_promptly_during_a_probe(postfix: PostfixServers, tmp_path
     path = write_config(tmp_path / "config.yaml", config_for(postfix, ["postscreen"]))
     process = ExporterProcess(path)
     try:
-        process.start()
-        time.sleep(1.0)
+        process.start()  # ready: the first probe has started
         assert process.scrape().targets() == set()  # still probing
         started = time.monotonic()
         process.sigterm()

@@ -15,11 +15,13 @@ import pytest
 from aiohttp import web
 
 from exporter.probe import probe
+from exporter.results import ProbeResult
 from exporter.scheduler import Scheduler
 from exporter.store import ResultStore
+from exporter.target import Target
 from tests.support.certs import make_test_certs
 from tests.support.inproc import Behaviour, InprocServer, tls_context
-from tests.support.scheduling import inproc_target, run_for
+from tests.support.scheduling import inproc_target
 
 
 def test_a_certificate_that_does_not_verify_is_logged(
@@ -36,9 +38,18 @@ def test_a_certificate_that_does_not_verify_is_logged(
         )
 
         async def main() -> None:
-            scheduler = Scheduler(store, probe, on_result=_log_result)
+            done = asyncio.Event()
+
+            def on_result(target: Target, result: ProbeResult) -> None:
+                _log_result(target, result)
+                done.set()
+
+            scheduler = Scheduler(store, probe, on_result=on_result)
             scheduler.apply((expired,))
-            await run_for(scheduler, 0.8)
+            task = asyncio.create_task(scheduler.run())
+            await asyncio.wait_for(done.wait(), timeout=10)
+            task.cancel()
+            await scheduler.stop()
 
         with caplog.at_level(logging.DEBUG, logger="exporter"):
             asyncio.run(main())
@@ -65,16 +76,16 @@ def test_a_signal_reload_task_is_held_until_it_ends(tmp_path: Path) -> None:
     async def main() -> None:
         exporter = Exporter(str(config), 1)
         task = exporter.reload_soon()
-        assert task in exporter._reload_tasks
+        assert exporter.reloads_pending == 1
         assert await task == (True, "config reloaded: 1 targets")
         await asyncio.sleep(0)
-        assert not exporter._reload_tasks
+        assert exporter.reloads_pending == 0
         assert exporter.config is not None
         assert len(exporter.config.targets) == 1
         pending = exporter.reload_soon()
         await exporter.stop_reloads()
         assert pending.done()
-        assert not exporter._reload_tasks
+        assert exporter.reloads_pending == 0
         await exporter.scheduler.stop()
 
     asyncio.run(main())

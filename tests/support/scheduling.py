@@ -1,11 +1,9 @@
-"""Targets for in-process servers, and running a scheduler for a while in real time."""
+"""Targets for in-process servers, with short intervals and timeouts."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from exporter.scheduler import Scheduler
 from exporter.target import Target, TLSVersion
 from tests.support.inproc import InprocServer
 
@@ -25,12 +23,3 @@ def inproc_target(server: InprocServer, name: str, **extra: Any) -> Target:
     }
     settings.update(extra)
     return Target(**settings)
-
-
-async def run_for(scheduler: Scheduler, seconds: float) -> None:
-    """Run the scheduler's dispatcher for `seconds` of real time, then stop every probe."""
-    task = asyncio.create_task(scheduler.run())
-    await asyncio.sleep(seconds)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await scheduler.stop()
