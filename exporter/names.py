@@ -10,6 +10,8 @@ import ipaddress
 import re
 import socket
 
+import idna
+
 #: Label names the exporter sets itself, and the two Prometheus sets on every scrape.
 RESERVED_LABELS: frozenset[str] = frozenset(
     {
@@ -63,6 +65,8 @@ def label_name_problem(name: str) -> str | None:
 
 _HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _LDH_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_IPV4_LIKE = re.compile(r"[0-9.]+")
+_CODE_POINT = re.compile(r"U\+([0-9A-F]{4,6})")
 
 
 def is_ipv4(text: str) -> bool:
@@ -81,63 +85,133 @@ def is_ipv6(text: str) -> bool:
     return True
 
 
-def parse_host(value: str) -> tuple[str, str | None]:
-    """(host, problem): a DNS name or IP address, with brackets around IPv6 removed."""
+def parse_host(value: str, *, unicode: bool = False) -> tuple[str, str | None]:
+    """(host, problem): a DNS name or IP address, with brackets around IPv6 removed.
+
+    With `unicode`, a name in Unicode (`mx.bücher.example`) is taken and returned as its
+    A-labels (`mx.xn--bcher-kva.example`), the form DNS and SNI carry; without, it is a
+    problem that names the A-label form to write instead.
+    """
     if "://" in value:
         return value, "is a URL; give only the host name, e.g. 'mx.example.org'"
     if value.startswith("["):
-        inner, close, rest = value[1:].partition("]")
-        if not close:
-            return value, "has '[' without ']'"
-        if re.fullmatch(r":[0-9]+", rest):
-            return value, "looks like [address]:port; put the port under `port`"
-        if rest:
-            return value, "has text after ']'"
-        if is_ipv6(inner):
-            return inner, None
-        if is_ipv4(inner):
-            return value, "has brackets, which are only for IPv6 addresses"
-        return value, "is not an IPv6 address inside [ ]"
+        return _bracketed_host(value)
     if ":" in value:
-        if is_ipv6(value):
-            return value, None
-        head, _, tail = value.rpartition(":")
-        if ":" not in head and re.fullmatch(r"[0-9]+", tail):
-            return value, "looks like host:port; put the port under `port`"
-        return value, "is not a valid IPv6 address"
-    if re.fullmatch(r"[0-9.]+", value):
+        return value, _colon_host_problem(value)
+    if _IPV4_LIKE.fullmatch(value):
         return value, None if is_ipv4(value) else "is not a valid IPv4 address"
-    return value, hostname_problem(value, _HOST_LABEL)
+    if unicode and not value.isascii():
+        name, problem = to_a_labels(value)
+        if problem is not None:
+            return value, problem
+        return name, hostname_problem(name)
+    return value, hostname_problem(value)
 
 
-def hostname_problem(name: str, label_pattern: re.Pattern[str]) -> str | None:
+def _bracketed_host(value: str) -> tuple[str, str | None]:
+    """An IPv6 literal in brackets (`[2001:db8::1]`), unwrapped."""
+    inner, close, rest = value[1:].partition("]")
+    if not close:
+        return value, "has '[' without ']'"
+    if re.fullmatch(r":[0-9]+", rest):
+        return value, "looks like [address]:port; put the port under `port`"
+    if rest:
+        return value, "has text after ']'"
+    if is_ipv6(inner):
+        return inner, None
+    if is_ipv4(inner):
+        return value, "has brackets, which are only for IPv6 addresses"
+    return value, "is not an IPv6 address inside [ ]"
+
+
+def _colon_host_problem(value: str) -> str | None:
+    """A host with a colon is an IPv6 address, or a mistake worth naming."""
+    if is_ipv6(value):
+        return None
+    head, _, tail = value.rpartition(":")
+    if ":" not in head and re.fullmatch(r"[0-9]+", tail):
+        return "looks like host:port; put the port under `port`"
+    return "is not a valid IPv6 address"
+
+
+def to_a_labels(name: str) -> tuple[str, str | None]:
+    """(`name` in ASCII, problem): every Unicode label as its A-label (`xn--...`).
+
+    IDNA 2008 after the UTS #46 mapping (lower case, full-width dots), as browsers and
+    curl do; Python's own `idna` codec implements the older IDNA 2003, which maps `ß` to
+    `ss` and takes symbols that registries no longer accept. ASCII labels pass unchecked
+    (lower-cased), so an A-label written by hand reaches DNS exactly as written.
+    """
+    if any(char.isspace() for char in name):
+        return name, "contains white space"
+    try:
+        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        labels = [
+            label if label.isascii() else idna.alabel(label).decode("ascii")
+            for label in mapped.split(".")
+        ]
+    except idna.IDNAError as exc:
+        return name, _idna_problem(name, exc)
+    return ".".join(labels), None
+
+
+def _idna_problem(name: str, exc: idna.IDNAError) -> str:
+    """What IDNA 2008 refuses in `name`, with the IDNA 2003 A-label where there is one."""
+    code = _CODE_POINT.search(str(exc))
+    if isinstance(exc, idna.InvalidCodepoint) and code:
+        why = f"contains {chr(int(code[1], 16))!r} ({code[0]}), which IDNA 2008 does not allow"
+    elif isinstance(exc, idna.InvalidCodepointContext) and code:
+        why = f"contains {code[0]} where IDNA 2008 does not allow it"
+    elif isinstance(exc, idna.IDNABidiError):
+        why = "mixes right-to-left and left-to-right text as IDNA 2008 does not allow"
+    else:
+        why = f"is not a valid internationalized host name ({exc})"
+    try:
+        legacy = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return why
+    if "xn--" not in legacy:  # IDNA 2003 dropped the character: that is another name
+        return why
+    return f"{why}; if it is registered under the older IDNA 2003 rules, write {legacy!r}"
+
+
+def hostname_problem(name: str, *, underscore: bool = True) -> str | None:
+    """Why `name` is no ASCII DNS host name, or None; `underscore` allows '_' in labels,
+    as real host names have them though RFC 952 does not. A Unicode name is a problem that
+    names its A-label form."""
     if not name.isascii():
-        try:
-            ascii_name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            return "is not a valid host name"
-        return f"is not ASCII; write it as {ascii_name!r}"
-    for char in name:
-        if char.isspace():
-            return "contains white space"
-    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+        ascii_name, problem = to_a_labels(name)
+        if problem is None:
+            problem = hostname_problem(ascii_name, underscore=underscore)
+        return problem or f"is not ASCII; write it as {ascii_name!r}"
+    if any(char.isspace() for char in name):
+        return "contains white space"
     if len(name.rstrip(".")) > 253:
         return "is longer than 253 characters"
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
     for label in labels:
-        if not label:
-            return "has an empty part (two dots in a row, or a leading dot)"
-        if len(label) > 63:
-            return "has a part longer than 63 characters"
-        if not label_pattern.fullmatch(label):
-            bad = [c for c in label if not (c.isalnum() or c in "-_")]
-            if bad:
-                return f"contains {bad[0]!r}, which is not allowed in a host name"
-            if "_" in label and label_pattern is _LDH_LABEL:
-                return "contains '_', which is not allowed here"
-            return "has a part that starts or ends with '-'"
-    if re.fullmatch(r"[0-9]+", labels[-1]):
+        problem = _label_problem(label, underscore)
+        if problem is not None:
+            return problem
+    if labels[-1].isdigit():
         return "ends in an all-digit part, so it is neither a host name nor an IPv4 address"
     return None
+
+
+def _label_problem(label: str, underscore: bool) -> str | None:
+    """Why `label` cannot be one dot-separated part of an ASCII host name, or None."""
+    if not label:
+        return "has an empty part (two dots in a row, or a leading dot)"
+    if len(label) > 63:
+        return "has a part longer than 63 characters"
+    if (_HOST_LABEL if underscore else _LDH_LABEL).fullmatch(label):
+        return None
+    bad = [c for c in label if not (c.isalnum() or c in "-_")]
+    if bad:
+        return f"contains {bad[0]!r}, which is not allowed in a host name"
+    if "_" in label and not underscore:
+        return "contains '_', which is not allowed here"
+    return "has a part that starts or ends with '-'"
 
 
 def ehlo_name_problem(value: str) -> str | None:
@@ -155,7 +229,7 @@ def ehlo_name_problem(value: str) -> str | None:
         return f"is an address; EHLO needs it as '[IPv6:{value}]'"
     if value.endswith("."):
         return "must not end with a dot"
-    return hostname_problem(value, _LDH_LABEL)
+    return hostname_problem(value, underscore=False)
 
 
 def is_ip_address(text: str) -> bool:
