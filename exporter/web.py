@@ -7,6 +7,7 @@ import html
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -18,15 +19,23 @@ from exporter.store import ResultStore
 
 #: Runs a reload; returns (ok, message).
 ReloadFunction = Callable[[], Awaitable[tuple[bool, str]]]
-
-STORE_KEY = web.AppKey("store", ResultStore)
-REGISTRY_KEY = web.AppKey("registry", CollectorRegistry)
-RELOAD_KEY = web.AppKey("reload", object)
-RENDER_KEY = web.AppKey("render", object)
-
 #: Builds the exposition for a content type quickly, or None for unknown formats.
 Renderer = Callable[[str], bytes | None]
-EXECUTOR_KEY = web.AppKey("metrics_executor", ThreadPoolExecutor)
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """What the handlers read and call."""
+
+    store: ResultStore
+    registry: CollectorRegistry
+    reload: ReloadFunction
+    render: Renderer | None
+    #: Renders (and compresses) /metrics off the event loop.
+    executor: ThreadPoolExecutor
+
+
+SOURCES_KEY = web.AppKey("sources", Sources)
 
 #: Threads that render (and compress) /metrics. Their own pool: the loop's default executor
 #: also runs DNS lookups (`loop.getaddrinfo`), and a slow resolver must not delay scrapes.
@@ -53,14 +62,14 @@ def accepts_gzip(header: str) -> bool:
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     """The exposition is built off the event loop: a large one must not stall probes."""
-    registry = request.app[REGISTRY_KEY]
+    sources = request.app[SOURCES_KEY]
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     loop = asyncio.get_running_loop()
-    executor = request.app[EXECUTOR_KEY]
-    fast: Renderer | None = request.app.get(RENDER_KEY)  # type: ignore[assignment]
+    executor = sources.executor
+    fast = sources.render
     body = await loop.run_in_executor(executor, fast, content_type) if fast else None
     if body is None:
-        body = await loop.run_in_executor(executor, encoder, registry)
+        body = await loop.run_in_executor(executor, encoder, sources.registry)
     response = web.Response(
         body=body, headers={"Content-Type": content_type}, zlib_executor=executor
     )
@@ -74,14 +83,13 @@ async def healthy(_: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    if request.app[STORE_KEY].ready:
+    if request.app[SOURCES_KEY].store.ready:
         return web.Response(text="OK\n")
     return web.Response(status=503, text="config not loaded\n")
 
 
 async def reload(request: web.Request) -> web.Response:
-    run: ReloadFunction = request.app[RELOAD_KEY]  # type: ignore[assignment]
-    ok, message = await run()
+    ok, message = await request.app[SOURCES_KEY].reload()
     return web.Response(status=200 if ok else 500, text=message + "\n")
 
 
@@ -91,7 +99,7 @@ def _cell(value: object) -> str:
 
 async def index(request: web.Request) -> web.Response:
     """Links, the reload state, and one row per target with the reason for any failure."""
-    store = request.app[STORE_KEY]
+    store = request.app[SOURCES_KEY].store
     now = time.time()
     rows = []
     for target, result in store.snapshot():
@@ -153,18 +161,13 @@ def make_app(
     """The HTTP app; `render`, when given, serves the expositions it knows faster than the
     registry would (the same bytes)."""
     app = web.Application()
-    app[STORE_KEY] = store
     executor = ThreadPoolExecutor(max_workers=METRICS_WORKERS, thread_name_prefix="metrics")
-    app[EXECUTOR_KEY] = executor
+    app[SOURCES_KEY] = Sources(store, registry, reload_config, render, executor)
 
     async def shut_down_executor(_: web.Application) -> None:
         executor.shutdown(wait=False, cancel_futures=True)
 
     app.on_cleanup.append(shut_down_executor)
-    if render is not None:
-        app[RENDER_KEY] = render
-    app[REGISTRY_KEY] = registry
-    app[RELOAD_KEY] = reload_config
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)

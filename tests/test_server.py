@@ -109,7 +109,7 @@ def _metrics_app() -> web.Application:
 def test_a_slow_resolver_does_not_delay_scrapes(monkeypatch: pytest.MonkeyPatch) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from exporter.web import EXECUTOR_KEY
+    from exporter.web import SOURCES_KEY
 
     release = threading.Event()
     real_getaddrinfo = socket.getaddrinfo
@@ -144,8 +144,9 @@ def test_a_slow_resolver_does_not_delay_scrapes(monkeypatch: pytest.MonkeyPatch)
             finally:
                 release.set()
                 await asyncio.gather(*lookups, return_exceptions=True)
-            executor = app[EXECUTOR_KEY]
-        assert executor._shutdown  # closed with the app
+            executor = app[SOURCES_KEY].executor
+        with pytest.raises(RuntimeError, match="shutdown"):  # closed with the app
+            executor.submit(int)
 
     asyncio.run(main())
 
