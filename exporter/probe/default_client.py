@@ -10,20 +10,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from dataclasses import dataclass
 
-from exporter.probe.smtp import COMMAND_TIMEOUT, Deadline, ProbeFailure, quit_politely
+from exporter.probe.deadline import COMMAND_TIMEOUT, Deadline, ProbeFailure
+from exporter.probe.outcomes import Handshake
+from exporter.probe.smtp import quit_politely
 from exporter.results import Negotiated, Reason
 
 
-@dataclass(frozen=True, slots=True)
-class Handshake:
-    negotiated: Negotiated
-    certificates: tuple[bytes, ...]
-
-
 @functools.cache
-def default_client_context() -> ssl.SSLContext:
+def _context() -> ssl.SSLContext:
     """OpenSSL's own client defaults (TLS 1.2 and newer, the DEFAULT cipher list), the way
     an MTA built on it connects; Python's narrower cipher list would miss the static-RSA
     suites that mail servers still offer and MTAs still use.
@@ -66,9 +61,7 @@ async def handshake(
         raise ProbeFailure(Reason.READ_TIMEOUT, "probe deadline reached")
     try:
         async with asyncio.timeout(budget):
-            await writer.start_tls(
-                default_client_context(), server_hostname=sni, ssl_handshake_timeout=budget
-            )
+            await writer.start_tls(_context(), server_hostname=sni, ssl_handshake_timeout=budget)
     except TimeoutError:
         raise ProbeFailure(Reason.READ_TIMEOUT, "TLS handshake timed out") from None
     except ssl.SSLError as exc:

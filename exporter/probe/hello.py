@@ -9,12 +9,13 @@ comes for free.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from exporter.names import sni_name
 from exporter.probe import suites
 from exporter.target import TLSVersion
 
@@ -60,7 +61,10 @@ _SSL2_CIPHERS: Final = (0x0700C0, 0x050080, 0x030080, 0x010080, 0x060040, 0x0400
 MAX_FLIGHT_BYTES: Final = 256 * 1024
 _MAX_RECORD: Final = 16384 + 2048
 
-ALERT_NAMES: Final = {
+_WARNING: Final = 1
+_CLOSE_NOTIFY: Final = 0
+
+_ALERT_NAMES: Final = {
     0: "close_notify",
     10: "unexpected_message",
     20: "bad_record_mac",
@@ -104,7 +108,6 @@ class ServerHello:
 
     #: The version the server chose: supported_versions when present, else legacy_version.
     version: int
-    legacy_version: int
     cipher: int
     retry_request: bool = False
 
@@ -116,7 +119,12 @@ class Alert:
 
     @property
     def name(self) -> str:
-        return ALERT_NAMES.get(self.description, f"alert {self.description}")
+        return _ALERT_NAMES.get(self.description, f"alert {self.description}")
+
+    @property
+    def is_warning(self) -> bool:
+        """A warning other than close_notify: clients carry on past it."""
+        return self.level == _WARNING and self.description != _CLOSE_NOTIFY
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,18 +169,10 @@ def _extension(kind: int, body: bytes) -> bytes:
     return _u16(kind) + _vec16(body)
 
 
-def _is_ip_literal(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
 def _server_name(servername: str) -> bytes | None:
     """The server_name extension, or None where SNI must not be sent (IP literals)."""
-    name = servername.rstrip(".")
-    if not name or _is_ip_literal(name):
+    name = sni_name(servername)
+    if name is None:
         return None
     try:
         encoded = name.encode("idna")
@@ -242,8 +242,8 @@ def client_hello(version: TLSVersion, servername: str = "") -> bytes:
     return _u8(HANDSHAKE) + _u16(record_version) + _vec16(handshake)
 
 
-class _Reader:
-    """Bounds-checked reads from a byte string; every overrun is a HelloParseError."""
+class _Cursor:
+    """Bounds-checked reads through one message body; every overrun is a HelloParseError."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -272,15 +272,15 @@ class _Reader:
 
 
 def _parse_server_hello(body: bytes) -> ServerHello:
-    reader = _Reader(body)
-    legacy = reader.u16()
-    random = reader.take(32)
-    reader.take(reader.u8())  # session id
-    cipher = reader.u16()
-    reader.u8()  # compression method
+    cursor = _Cursor(body)
+    legacy = cursor.u16()
+    random = cursor.take(32)
+    cursor.take(cursor.u8())  # session id
+    cipher = cursor.u16()
+    cursor.u8()  # compression method
     chosen = legacy
-    if reader.left:
-        extensions = _Reader(reader.take(reader.u16()))
+    if cursor.left:
+        extensions = _Cursor(cursor.take(cursor.u16()))
         while extensions.left:
             kind = extensions.u16()
             data = extensions.take(extensions.u16())
@@ -290,15 +290,14 @@ def _parse_server_hello(body: bytes) -> ServerHello:
                 chosen = struct.unpack("!H", data)[0]
     return ServerHello(
         version=chosen,
-        legacy_version=legacy,
         cipher=cipher,
         retry_request=random == HELLO_RETRY_REQUEST_RANDOM,
     )
 
 
 def _parse_certificates(body: bytes) -> tuple[bytes, ...]:
-    reader = _Reader(body)
-    chain = _Reader(reader.take(reader.u24()))
+    cursor = _Cursor(body)
+    chain = _Cursor(cursor.take(cursor.u24()))
     certificates = []
     while chain.left:
         certificates.append(chain.take(chain.u24()))
@@ -316,31 +315,31 @@ def _parse_sslv2(data: bytes) -> ServerFlight:
     length = ((data[0] & 0x7F) << 8) | data[1]
     if len(data) < 2 + length:
         return ServerFlight(complete=False)
-    reader = _Reader(data[2 : 2 + length])
-    kind = reader.u8()
+    cursor = _Cursor(data[2 : 2 + length])
+    kind = cursor.u8()
     if kind == 0:  # SSLv2 ERROR (no cipher, ...): the SSLv2 way to refuse
         return ServerFlight(complete=True, alert=Alert(2, 40))
     if kind != 4:
         raise HelloParseError("SSLv2 answer is not a SERVER-HELLO")
-    reader.u8()  # session id hit
-    reader.u8()  # certificate type
-    version = reader.u16()
-    cert_length, ciphers_length, _ = reader.u16(), reader.u16(), reader.u16()
-    certificate = reader.take(cert_length)
-    ciphers = reader.take(ciphers_length)
+    cursor.u8()  # session id hit
+    cursor.u8()  # certificate type
+    version = cursor.u16()
+    cert_length, ciphers_length, _ = cursor.u16(), cursor.u16(), cursor.u16()
+    certificate = cursor.take(cert_length)
+    ciphers = cursor.take(ciphers_length)
     if ciphers_length % 3:
         raise HelloParseError("SSLv2 cipher list is not a multiple of 3 bytes")
     if not ciphers:
         # An SSLv2 server with every SSLv2 cipher disabled still answers, with none.
         return ServerFlight(complete=True, alert=Alert(2, 40))
-    hello = ServerHello(version=version, legacy_version=version, cipher=int.from_bytes(ciphers[:3]))
+    hello = ServerHello(version=version, cipher=int.from_bytes(ciphers[:3]))
     return ServerFlight(
         complete=True, hello=hello, certificates=(certificate,) if certificate else ()
     )
 
 
-_WARNING = 1
-_MAX_WARNINGS = 4
+_RECORD_TYPES: Final = frozenset({CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA})
+_MAX_WARNINGS: Final = 4
 
 #: More records than this before the flight is complete is a hostile server, not TLS.
 MAX_FLIGHT_RECORDS: Final = 64
@@ -372,33 +371,21 @@ def parse_server_flight(data: bytes, *, want_certificates: bool = True) -> Serve
         return ServerFlight(complete=False)
     if data[0] & 0x80:
         return _parse_sslv2(data)
-    if data[0] not in (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA):
+    if data[0] not in _RECORD_TYPES:
         if _looks_like_text(data):
             return ServerFlight(complete=b"\n" in data, plaintext=data)
         raise HelloParseError(f"not a TLS record (first byte 0x{data[0]:02x})")
+    return _parse_records(data, want_certificates)
 
+
+def _parse_records(data: bytes, want_certificates: bool) -> ServerFlight:
     handshake = bytearray()
     hello: ServerHello | None = None
-    pos = 0
-    records = 0
     warnings = 0
-    while pos + 5 <= len(data):
-        records += 1
-        if records > MAX_FLIGHT_RECORDS:
-            raise HelloParseError(f"over {MAX_FLIGHT_RECORDS} records before the flight ended")
-        content_type, _version, length = struct.unpack("!BHH", data[pos : pos + 5])
-        if content_type not in (CHANGE_CIPHER_SPEC, ALERT, HANDSHAKE, APPLICATION_DATA):
-            raise HelloParseError(f"unknown TLS record type {content_type}")
-        if length > _MAX_RECORD:
-            raise HelloParseError(f"TLS record of {length} bytes is over the limit")
-        if pos + 5 + length > len(data):
-            break
-        payload = data[pos + 5 : pos + 5 + length]
-        pos += 5 + length
+    for content_type, payload, end in _whole_records(data):
         if content_type == ALERT:
-            if len(payload) < 2:
-                raise HelloParseError("alert record shorter than 2 bytes")
-            if hello is None and payload[0] == _WARNING and payload[1] != 0:
+            alert = _parse_alert(payload)
+            if hello is None and alert.is_warning:
                 # e.g. unrecognized_name from servers without a matching vhost: clients
                 # carry on, and so does the probe (a few times, as OpenSSL does).
                 warnings += 1
@@ -406,7 +393,7 @@ def parse_server_flight(data: bytes, *, want_certificates: bool = True) -> Serve
                     raise HelloParseError("too many warning alerts before ServerHello")
                 continue
             if hello is None:
-                return ServerFlight(complete=True, alert=Alert(payload[0], payload[1]))
+                return ServerFlight(complete=True, alert=alert)
             return ServerFlight(complete=True, hello=hello)
         if content_type != HANDSHAKE:
             if hello is None:
@@ -414,15 +401,60 @@ def parse_server_flight(data: bytes, *, want_certificates: bool = True) -> Serve
             # Encrypted or CCS records follow: nothing more is plaintext.
             return ServerFlight(complete=True, hello=hello)
         handshake += payload
-        if _next_is_handshake(data, pos):
+        if _next_is_handshake(data, end):
             continue  # walk the messages once the run of handshake records ends
         hello, done, certificates = _walk_handshake(bytes(handshake))
-        if hello is not None:
-            if hello.version >= 0x0304 or hello.retry_request or not want_certificates:
-                return ServerFlight(complete=True, hello=hello)
-            if certificates is not None or done:
-                return ServerFlight(complete=True, hello=hello, certificates=certificates)
+        flight = _flight_so_far(hello, done, certificates, want_certificates)
+        if flight is not None:
+            return flight
     return ServerFlight(complete=False, hello=hello)
+
+
+def _whole_records(data: bytes) -> Iterator[tuple[int, bytes, int]]:
+    """(content type, payload, end) of every whole record, up to the first partial one.
+
+    Each header is checked as soon as it is there, before its record completes, so a
+    hostile header fails at once instead of being waited for.
+    """
+    pos = 0
+    records = 0
+    while pos + 5 <= len(data):
+        records += 1
+        if records > MAX_FLIGHT_RECORDS:
+            raise HelloParseError(f"over {MAX_FLIGHT_RECORDS} records before the flight ended")
+        content_type, _version, length = struct.unpack("!BHH", data[pos : pos + 5])
+        if content_type not in _RECORD_TYPES:
+            raise HelloParseError(f"unknown TLS record type {content_type}")
+        if length > _MAX_RECORD:
+            raise HelloParseError(f"TLS record of {length} bytes is over the limit")
+        end = pos + 5 + length
+        if end > len(data):
+            return
+        yield content_type, data[pos + 5 : end], end
+        pos = end
+
+
+def _parse_alert(payload: bytes) -> Alert:
+    if len(payload) < 2:
+        raise HelloParseError("alert record shorter than 2 bytes")
+    return Alert(payload[0], payload[1])
+
+
+def _flight_so_far(
+    hello: ServerHello | None,
+    done: bool,
+    certificates: tuple[bytes, ...] | None,
+    want_certificates: bool,
+) -> ServerFlight | None:
+    """The finished flight once the handshake messages say all that is wanted, else None."""
+    if hello is None:
+        return None
+    if hello.version >= 0x0304 or hello.retry_request or not want_certificates:
+        # TLS 1.3 encrypts everything after the ServerHello: the verdict is all there is.
+        return ServerFlight(complete=True, hello=hello)
+    if certificates is not None or done:
+        return ServerFlight(complete=True, hello=hello, certificates=certificates)
+    return None
 
 
 def _next_is_handshake(data: bytes, pos: int) -> bool:

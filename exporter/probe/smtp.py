@@ -9,34 +9,17 @@ and lines, so a hostile server costs one probe and nothing more.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
+from exporter.probe.deadline import COMMAND_TIMEOUT, Deadline, ProbeFailure
 from exporter.results import Reason
 
-#: The longest reply line accepted (RFC 5321 says 512; some servers exceed it).
+#: The longest reply line accepted (RFC 5321 says 512; some servers exceed it). Connections
+#: are opened with this as their reader's limit, so a longer line fails instead of buffering.
 MAX_LINE: Final = 4096
 #: The most lines one reply may have (EHLO lists a few dozen at most).
 MAX_LINES: Final = 128
-#: Limits for the phases inside one probe's deadline.
-CONNECT_TIMEOUT: Final = 10.0
-COMMAND_TIMEOUT: Final = 30.0
-
-
-class ProbeFailure(Exception):
-    """A step of the dialogue failed; `reason` says which, `detail` keeps the server's words."""
-
-    def __init__(
-        self, reason: Reason, detail: str = "", *, starttls_advertised: bool | None = None
-    ) -> None:
-        super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
-        self.reason = reason
-        self.detail = detail
-        #: What EHLO said about STARTTLS, where the failure came after it.
-        self.starttls_advertised = starttls_advertised
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,61 +33,12 @@ class Reply:
         return " / ".join(f"{self.code} {line}".strip() for line in self.lines)[:512]
 
 
-@dataclass(frozen=True, slots=True)
-class Deadline:
-    """An absolute monotonic deadline, cut into per-phase timeouts."""
-
-    at: float
-
-    @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds)
-
-    def left(self) -> float:
-        return self.at - time.monotonic()
-
-    def budget(self, limit: float | None = None) -> float:
-        left = max(self.left(), 0.0)
-        return left if limit is None else min(left, limit)
-
-    @contextmanager
-    def phase(self, reason: Reason) -> Iterator[None]:
-        """Turn a timeout inside the block into a ProbeFailure for `reason`."""
-        try:
-            yield
-        except TimeoutError:
-            detail = "probe deadline reached" if self.left() <= 0 else "timed out"
-            raise ProbeFailure(reason, detail) from None
-
-
-async def read_reply(reader: asyncio.StreamReader, timeout: float) -> Reply:
+async def _read_reply(reader: asyncio.StreamReader, timeout: float) -> Reply:
     """One complete (possibly multi-line) SMTP reply, within `timeout` seconds."""
     lines: list[str] = []
     async with asyncio.timeout(timeout):
         while True:
-            try:
-                raw = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial:
-                    raise ProbeFailure(
-                        Reason.CONNECTION_CLOSED, printable(exc.partial) or "closed mid-reply"
-                    ) from None
-                raise ProbeFailure(Reason.CONNECTION_CLOSED, "closed by the server") from None
-            except asyncio.LimitOverrunError:
-                raise ProbeFailure(
-                    Reason.SMTP_PROTOCOL_ERROR, f"reply line longer than {MAX_LINE} bytes"
-                ) from None
-            except OSError as exc:  # reset, unreachable, ...
-                raise ProbeFailure(Reason.CONNECTION_CLOSED, _os_error(exc)) from None
-            line = raw.rstrip(b"\r\n")
-            if (
-                len(line) < 3
-                or not line[:3].isdigit()
-                or (len(line) > 3 and line[3:4] not in b" -")
-            ):
-                raise ProbeFailure(
-                    Reason.SMTP_PROTOCOL_ERROR, f"not an SMTP reply: {printable(line)!r}"
-                )
+            line = await _read_line(reader)
             lines.append(printable(line[4:]))
             if len(lines) > MAX_LINES:
                 raise ProbeFailure(Reason.SMTP_PROTOCOL_ERROR, f"reply of over {MAX_LINES} lines")
@@ -112,30 +46,32 @@ async def read_reply(reader: asyncio.StreamReader, timeout: float) -> Reply:
                 return Reply(int(line[:3]), tuple(lines))
 
 
+async def _read_line(reader: asyncio.StreamReader) -> bytes:
+    """One reply line without its line end; anything but `NNN`, `NNN text` or `NNN-text` fails."""
+    try:
+        raw = await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise ProbeFailure(
+                Reason.CONNECTION_CLOSED, printable(exc.partial) or "closed mid-reply"
+            ) from None
+        raise ProbeFailure(Reason.CONNECTION_CLOSED, "closed by the server") from None
+    except asyncio.LimitOverrunError:
+        raise ProbeFailure(
+            Reason.SMTP_PROTOCOL_ERROR, f"reply line longer than {MAX_LINE} bytes"
+        ) from None
+    except OSError as exc:  # reset, unreachable, ...
+        raise ProbeFailure.from_os_error(Reason.CONNECTION_CLOSED, exc) from None
+    line = raw.rstrip(b"\r\n")
+    if len(line) < 3 or not line[:3].isdigit() or (len(line) > 3 and line[3:4] not in b" -"):
+        raise ProbeFailure(Reason.SMTP_PROTOCOL_ERROR, f"not an SMTP reply: {printable(line)!r}")
+    return line
+
+
 def printable(data: bytes) -> str:
     """Server bytes as printable text, for failure reasons and labels."""
     text = data.decode("utf-8", "replace")
     return "".join(ch if ch.isprintable() else " " for ch in text).strip()[:512]
-
-
-def _os_error(exc: OSError) -> str:
-    return exc.strerror or type(exc).__name__
-
-
-async def connect(
-    address: str, port: int, deadline: Deadline
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A TCP connection to an already resolved address."""
-    with deadline.phase(Reason.CONNECT_TIMEOUT):
-        try:
-            async with asyncio.timeout(deadline.budget(CONNECT_TIMEOUT)):
-                return await asyncio.open_connection(address, port, limit=MAX_LINE)
-        except ConnectionRefusedError:
-            raise ProbeFailure(Reason.CONNECT_REFUSED, "connection refused") from None
-        except TimeoutError:
-            raise  # an OSError too, but the phase turns it into CONNECT_TIMEOUT
-        except OSError as exc:
-            raise ProbeFailure(Reason.CONNECT_ERROR, _os_error(exc)) from None
 
 
 async def _command(
@@ -149,17 +85,8 @@ async def _command(
         try:
             await writer.drain()
         except OSError as exc:
-            raise ProbeFailure(Reason.CONNECTION_CLOSED, _os_error(exc)) from None
-        return await read_reply(reader, deadline.budget(COMMAND_TIMEOUT))
-
-
-@dataclass(frozen=True, slots=True)
-class Dialogue:
-    """What the plaintext part of the session told us."""
-
-    greeting: Reply
-    ehlo: Reply
-    starttls_advertised: bool
+            raise ProbeFailure.from_os_error(Reason.CONNECTION_CLOSED, exc) from None
+        return await _read_reply(reader, deadline.budget(COMMAND_TIMEOUT))
 
 
 async def starttls(
@@ -167,14 +94,15 @@ async def starttls(
     writer: asyncio.StreamWriter,
     ehlo_name: str,
     deadline: Deadline,
-) -> Dialogue:
-    """Greeting, EHLO and (when advertised) STARTTLS; after a 220 the socket is TLS-ready.
+) -> bool:
+    """Greeting, EHLO and (when advertised) STARTTLS; True when the socket is TLS-ready,
+    False when EHLO did not list STARTTLS (the session has said QUIT then).
 
     The greeting may take as long as the whole deadline allows: greet-pause delays of 15-20 s
     are normal on busy MX hosts.
     """
     with deadline.phase(Reason.GREETING_TIMEOUT):
-        greeting = await read_reply(reader, deadline.budget())
+        greeting = await _read_reply(reader, deadline.budget())
     if greeting.code != 220:
         raise ProbeFailure(Reason.GREETING_REJECTED, greeting.text)
     ehlo = await _command(reader, writer, f"EHLO {ehlo_name}", deadline)
@@ -185,11 +113,11 @@ async def starttls(
     )
     if not advertised:
         await quit_politely(reader, writer, deadline)
-        return Dialogue(greeting, ehlo, starttls_advertised=False)
+        return False
     answer = await _command(reader, writer, "STARTTLS", deadline)
     if answer.code != 220:
         raise ProbeFailure(Reason.STARTTLS_REJECTED, answer.text, starttls_advertised=True)
-    return Dialogue(greeting, ehlo, starttls_advertised=True)
+    return True
 
 
 async def quit_politely(
@@ -200,6 +128,6 @@ async def quit_politely(
         writer.write(b"QUIT\r\n")
         async with asyncio.timeout(deadline.budget(2.0)):
             await writer.drain()
-            await read_reply(reader, 2.0)
+            await _read_reply(reader, 2.0)
     except (ProbeFailure, OSError, TimeoutError):
         pass
