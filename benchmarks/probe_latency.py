@@ -44,8 +44,8 @@ def main() -> None:
     else:
         import ssl
 
-        from tests.servers.certs import make_test_certs
-        from tests.servers.inproc import Behaviour, InprocServer, tls_context
+        from tests.support.certs import make_test_certs
+        from tests.support.inproc import Behaviour, InprocServer, tls_context
 
         certs = make_test_certs(Path(tempfile.mkdtemp()))
         context = tls_context(

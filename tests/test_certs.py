@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.probe import certs
-from exporter.results import VerifyError
+from exporter.results import CertificateInfo, VerifyError
 
 NOW = dt.datetime.now(dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -33,7 +33,6 @@ def make(
     ca: bool,
     days: tuple[int, int] = (-30, 300),
     sans: list[x509.GeneralName] | None = None,
-    extra: list[tuple[x509.ExtensionType, bool]] = (),  # type: ignore[assignment]
 ) -> x509.Certificate:
     builder = (
         x509.CertificateBuilder()
@@ -56,8 +55,6 @@ def make(
         builder = builder.add_extension(eku, critical=False)
     if sans is not None:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    for extension, critical in extra:
-        builder = builder.add_extension(extension, critical=critical)
     return builder.sign(signer, hashes.SHA256())
 
 
@@ -76,7 +73,7 @@ LEAF = make("mail.test", "Inter", LEAF_KEY, INTER_KEY, ca=False, sans=[x509.DNSN
 TRUST = certs.TrustStore([ROOT], "test")
 
 
-def analyze(chain: list[x509.Certificate], name: str = "mail.test") -> certs.CertificateInfo:
+def analyze(chain: list[x509.Certificate], name: str = "mail.test") -> CertificateInfo:
     info = certs.analyze([der(c) for c in chain], name, TRUST)
     assert info is not None
     return info
@@ -84,8 +81,10 @@ def analyze(chain: list[x509.Certificate], name: str = "mail.test") -> certs.Cer
 
 def test_good_chain_and_its_facts() -> None:
     info = analyze([LEAF, INTER])
-    assert info.verified and info.verify_error is None
-    assert info.subject == "CN=mail.test" and info.issuer == "CN=Inter"
+    assert info.verified
+    assert info.verify_error is None
+    assert info.subject == "CN=mail.test"
+    assert info.issuer == "CN=Inter"
     assert info.sans == ("mail.test",)
     assert (info.key_type, info.key_bits) == ("EC", 256)
     assert info.signature_algorithm == "ecdsa-with-SHA256"
@@ -130,7 +129,8 @@ def test_reasons(chain: list[x509.Certificate], name: str, error: VerifyError) -
 def test_private_ca_that_sends_its_intermediate_is_untrusted_not_incomplete() -> None:
     other = certs.TrustStore([make("Other", "Other", OLD_ROOT_KEY, OLD_ROOT_KEY, ca=True)], "o")
     info = certs.analyze([der(LEAF), der(INTER)], "mail.test", other)
-    assert info is not None and info.verify_error is VerifyError.UNTRUSTED
+    assert info is not None
+    assert info.verify_error is VerifyError.UNTRUSTED
 
 
 def test_unneeded_expired_cross_sign_still_verifies() -> None:

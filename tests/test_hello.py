@@ -69,7 +69,9 @@ def test_legacy_hellos_pin_their_version(version: TLSVersion) -> None:
     assert 0x00FF in ciphers
     assert len(ciphers) <= 128
     # Legacy servers often accept only static-RSA CBC suites: they must be offered.
-    assert 0x002F in ciphers and 0x0035 in ciphers and 0x000A in ciphers
+    assert 0x002F in ciphers
+    assert 0x0035 in ciphers
+    assert 0x000A in ciphers
     extensions = fields["extensions"]
     assert isinstance(extensions, dict)
     assert 43 not in extensions  # no supported_versions below 1.3
@@ -92,7 +94,8 @@ def test_tls13_hello_has_what_rfc8446_requires() -> None:
     for required in (10, 13, 45, 51):
         assert required in extensions
     key_share = extensions[51]
-    assert key_share[2:4] == b"\x00\x1d" and key_share[4:6] == b"\x00\x20"
+    assert key_share[2:4] == b"\x00\x1d"
+    assert key_share[4:6] == b"\x00\x20"
     ciphers = fields["ciphers"]
     assert isinstance(ciphers, list)
     assert {0x1301, 0x1302, 0x1303} <= set(ciphers)
@@ -110,10 +113,17 @@ def test_hello_length_avoids_the_f5_range(version: TLSVersion, servername: str) 
     assert not 256 <= length < 512
 
 
-def test_no_sni_for_ip_literals() -> None:
-    extensions = _fields(client_hello(TLSVersion.TLS1_2, "192.0.2.1"))["extensions"]
+@pytest.mark.parametrize("address", ["192.0.2.1", "2001:db8::1", "[2001:db8::1]"])
+def test_no_sni_for_ip_literals(address: str) -> None:
+    extensions = _fields(client_hello(TLSVersion.TLS1_2, address))["extensions"]
     assert isinstance(extensions, dict)
     assert 0 not in extensions
+
+
+def test_sni_without_the_root_dot() -> None:
+    extensions = _fields(client_hello(TLSVersion.TLS1_2, "mx.example.org."))["extensions"]
+    assert isinstance(extensions, dict)
+    assert extensions[0].endswith(b"\x00\x0emx.example.org")
 
 
 def test_suite_names() -> None:
@@ -124,47 +134,53 @@ def test_suite_names() -> None:
 _server_hello = tlsbytes.server_hello
 _certificate = tlsbytes.certificate
 _record = tlsbytes.record
+_DONE = tlsbytes.SERVER_HELLO_DONE
 
 
 def test_tls12_flight_with_chain() -> None:
-    messages = (
-        _server_hello(0x0303, 0xC02F) + _certificate(b"leaf", b"intermediate") + b"\x0e\x00\x00\x00"
-    )
+    messages = _server_hello(0x0303, 0xC02F) + _certificate(b"leaf", b"intermediate") + _DONE
     flight = parse_server_flight(_record(22, messages))
     assert flight.complete
-    assert flight.hello is not None and flight.hello.version == 0x0303
+    assert flight.hello is not None
+    assert flight.hello.version == 0x0303
     assert flight.hello.cipher == 0xC02F
     assert flight.certificates == (b"leaf", b"intermediate")
 
 
 def test_flight_split_across_records_and_reads() -> None:
-    messages = _server_hello(0x0301) + _certificate(b"leaf") + b"\x0e\x00\x00\x00"
+    messages = _server_hello(0x0301) + _certificate(b"leaf") + _DONE
     data = _record(22, messages[:10], 0x0301) + _record(22, messages[10:], 0x0301)
     for cut in range(len(data)):
         partial = parse_server_flight(data[:cut])
         assert not partial.complete
     whole = parse_server_flight(data)
-    assert whole.complete and whole.certificates == (b"leaf",)
+    assert whole.complete
+    assert whole.certificates == (b"leaf",)
 
 
 def test_tls13_server_hello_and_hello_retry_request() -> None:
     flight = parse_server_flight(_record(22, _server_hello(0x0304)))
-    assert flight.complete and flight.hello is not None and flight.hello.version == 0x0304
+    assert flight.complete
+    assert flight.hello is not None
+    assert flight.hello.version == 0x0304
     retry = parse_server_flight(
         _record(22, _server_hello(0x0304, random=HELLO_RETRY_REQUEST_RANDOM))
     )
-    assert retry.hello is not None and retry.hello.retry_request
+    assert retry.hello is not None
+    assert retry.hello.retry_request
 
 
 def test_alert_before_server_hello() -> None:
     flight = parse_server_flight(_record(21, b"\x02\x46"))
-    assert flight.complete and flight.alert is not None
+    assert flight.complete
+    assert flight.alert is not None
     assert flight.alert.name == "protocol_version"
 
 
 def test_plaintext_smtp_answer() -> None:
     flight = parse_server_flight(b"421 4.7.0 Too many errors\r\n")
-    assert flight.complete and flight.plaintext is not None
+    assert flight.complete
+    assert flight.plaintext is not None
 
 
 def test_sslv2_server_hello() -> None:
@@ -177,7 +193,8 @@ def test_sslv2_server_hello() -> None:
         + b"\x00" * 16
     )
     flight = parse_server_flight(struct.pack("!H", 0x8000 | len(body)) + body)
-    assert flight.hello is not None and flight.hello.version == 0x0002
+    assert flight.hello is not None
+    assert flight.hello.version == 0x0002
     assert flight.certificates == (cert,)
 
 
@@ -217,19 +234,20 @@ def test_any_bytes_give_a_flight_or_a_parse_error(data: bytes, want: bool) -> No
 def test_well_formed_flights_parse_whatever_the_record_cuts(
     version: int, cipher: int, chain: list[bytes], chunk: int
 ) -> None:
-    messages = _server_hello(version, cipher) + _certificate(*chain) + b"\x0e\x00\x00\x00"
+    messages = _server_hello(version, cipher) + _certificate(*chain) + _DONE
     assume(-(-len(messages) // chunk) <= hello.MAX_FLIGHT_RECORDS)
     data = b"".join(_record(22, messages[i : i + chunk]) for i in range(0, len(messages), chunk))
     flight = parse_server_flight(data)
     assert flight.complete
     assert flight.hello is not None
-    assert flight.hello.version == version and flight.hello.cipher == cipher
+    assert flight.hello.version == version
+    assert flight.hello.cipher == cipher
     if version < 0x0304:
         assert flight.certificates == tuple(chain)
 
 
 def test_too_many_tiny_records_is_hostile() -> None:
-    messages = _server_hello(0x0303) + _certificate(b"x" * 200) + b"\x0e\x00\x00\x00"
+    messages = _server_hello(0x0303) + _certificate(b"x" * 200) + _DONE
     data = b"".join(_record(22, messages[i : i + 1]) for i in range(len(messages)))
     with pytest.raises(HelloParseError):
         parse_server_flight(data)
@@ -245,26 +263,31 @@ def test_complete_records_end() -> None:
 
 def test_warning_alert_before_server_hello_is_skipped() -> None:
     warning = _record(21, b"\x01\x70")  # unrecognized_name, level warning
-    messages = _server_hello(0x0303, 0xC02F) + _certificate(b"leaf") + b"\x0e\x00\x00\x00"
+    messages = _server_hello(0x0303, 0xC02F) + _certificate(b"leaf") + _DONE
     flight = parse_server_flight(warning + _record(22, messages))
     assert flight.alert is None
-    assert flight.hello is not None and flight.hello.version == 0x0303
+    assert flight.hello is not None
+    assert flight.hello.version == 0x0303
     assert flight.certificates == (b"leaf",)
     fatal = parse_server_flight(_record(21, b"\x02\x28") + _record(22, messages))
-    assert fatal.alert is not None and fatal.alert.name == "handshake_failure"
+    assert fatal.alert is not None
+    assert fatal.alert.name == "handshake_failure"
     with pytest.raises(HelloParseError):
         parse_server_flight(warning * 10 + _record(22, messages))
 
 
 def test_malformed_certificate_message_keeps_the_verdict() -> None:
     broken = b"\x0b\x00\x00\x04\x00\x00\x09\x00"  # chain length says 9, has 1 byte
-    flight = parse_server_flight(_record(22, _server_hello(0x0301) + broken + b"\x0e\x00\x00\x00"))
+    flight = parse_server_flight(_record(22, _server_hello(0x0301) + broken + _DONE))
     assert flight.complete
-    assert flight.hello is not None and flight.hello.version == 0x0301
+    assert flight.hello is not None
+    assert flight.hello.version == 0x0301
     assert flight.certificates == ()
 
 
 def test_sslv2_error_is_a_refusal() -> None:
     body = b"\x00\x00\x01"  # ERROR, NO-CIPHER-ERROR
     flight = parse_server_flight(struct.pack("!H", 0x8000 | len(body)) + body)
-    assert flight.complete and flight.alert is not None and flight.hello is None
+    assert flight.complete
+    assert flight.alert is not None
+    assert flight.hello is None

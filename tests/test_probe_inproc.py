@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import ssl
-from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from exporter.probe import probe
-from exporter.results import ProbeResult, Reason, VerifyError
+from exporter.probe.deadline import Deadline
+from exporter.probe.endpoint import Endpoint
+from exporter.probe.hello import HELLO_RETRY_REQUEST_RANDOM
+from exporter.results import ProbeResult, Reason, VerifyError, VersionResult
 from exporter.target import Target, TLSMode, TLSVersion
 from tests.support import tlsbytes
 from tests.support.certs import TestCerts, make_test_certs
@@ -31,27 +35,30 @@ def context(certs: TestCerts, low: V, high: V, which: str = "rsa") -> ssl.SSLCon
     return tls_context(str(files.cert), str(files.key), low, high)
 
 
-def run(server: InprocServer, certs: TestCerts | None = None, **overrides: object) -> ProbeResult:
-    settings: dict[str, object] = {
-        "host": server.host,
-        "port": server.port,
-        "servername": "mail.test",
-        "timeout": 10.0,
-        "ehlo_name": "probe.test",
-    }
-    if certs is not None:
-        settings["ca_file"] = str(certs.ca_pem)
-    settings.update(overrides)
-    return asyncio.run(probe(Target(**settings)))  # type: ignore[arg-type]
+def run(server: InprocServer, certs: TestCerts | None = None, **overrides: Any) -> ProbeResult:
+    target = Target(
+        host=server.host,
+        port=server.port,
+        servername="mail.test",
+        timeout=10.0,
+        ehlo_name="probe.test",
+        ca_file=str(certs.ca_pem) if certs is not None else None,
+    )
+    return asyncio.run(probe(dataclasses.replace(target, **overrides)))
 
 
 def verdicts(result: ProbeResult) -> dict[str, bool | None]:
     return {v.version.value: v.supported for v in result.versions}
 
 
-@pytest.fixture
-def serve() -> Iterator[type[InprocServer]]:
-    yield InprocServer
+def version(result: ProbeResult, which: TLSVersion) -> VersionResult:
+    found = result.version(which)
+    assert found is not None
+    return found
+
+
+def leaf_der(certs: TestCerts) -> bytes:
+    return certs.rsa.leaf_certificate().public_bytes(Encoding.DER)
 
 
 @pytest.mark.parametrize(
@@ -89,13 +96,14 @@ def test_tls13_only_server_sending_hello_retry_request(certs: TestCerts) -> None
     with InprocServer(Behaviour(context=ctx)) as server:
         result = run(server, certs)
     assert verdicts(result) == {v: v == "1.3" for v in ALL5}
-    assert result.certificate is not None and result.certificate.verified
+    assert result.certificate is not None
+    assert result.certificate.verified
 
 
 def test_handwritten_hello_retry_request_counts_as_tls13() -> None:
     async def answer(client_hello: bytes, writer: asyncio.StreamWriter) -> None:
         if tlsbytes.offered_version(client_hello) == 0x0304:
-            hrr = tlsbytes.server_hello(0x0304, 0x1301, tlsbytes.HELLO_RETRY_REQUEST_RANDOM)
+            hrr = tlsbytes.server_hello(0x0304, 0x1301, HELLO_RETRY_REQUEST_RANDOM)
             writer.write(tlsbytes.record(22, hrr))
         else:
             writer.write(tlsbytes.alert(70))
@@ -104,12 +112,12 @@ def test_handwritten_hello_retry_request_counts_as_tls13() -> None:
     with InprocServer(Behaviour(raw=answer)) as server:
         result = run(server, versions=(TLSVersion.TLS1_2, TLSVersion.TLS1_3))
     assert verdicts(result) == {"1.2": False, "1.3": True}
-    assert result.version(TLSVersion.TLS1_2).detail == "alert protocol_version"  # type: ignore[union-attr]
+    assert version(result, TLSVersion.TLS1_2).detail == "alert protocol_version"
 
 
 def test_sslv3_only_server(certs: TestCerts) -> None:
     """No local TLS library speaks SSLv3 any more: the verdict must come from our own bytes."""
-    der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())
+    der = leaf_der(certs)
 
     async def answer(client_hello: bytes, writer: asyncio.StreamWriter) -> None:
         if tlsbytes.offered_version(client_hello) == 0x0300:
@@ -122,7 +130,7 @@ def test_sslv3_only_server(certs: TestCerts) -> None:
     with InprocServer(Behaviour(raw=answer)) as server:
         result = run(server, certs)
     assert verdicts(result) == {v: v == "ssl3" for v in ALL5}
-    assert result.version(TLSVersion.SSL3).cipher == 0x000A  # type: ignore[union-attr]
+    assert version(result, TLSVersion.SSL3).cipher == 0x000A
     assert result.negotiated is None
     assert result.certificate is not None
     assert result.certificate.verify_error is VerifyError.INCOMPLETE_CHAIN
@@ -144,15 +152,9 @@ def test_sslv2_on_request() -> None:
     assert verdicts(result) == {"ssl2": True, "1.2": False}
 
 
-def _der() -> object:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return Encoding.DER
-
-
 def test_resets_count_as_refused_when_another_version_works(certs: TestCerts) -> None:
     """Windows Schannel resets on versions it refuses, without an alert."""
-    der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())  # type: ignore[arg-type]
+    der = leaf_der(certs)
 
     async def answer(client_hello: bytes, writer: asyncio.StreamWriter) -> None:
         if tlsbytes.offered_version(client_hello) == 0x0303:
@@ -166,7 +168,7 @@ def test_resets_count_as_refused_when_another_version_works(certs: TestCerts) ->
         result = run(server, certs)
     assert result.success
     assert verdicts(result) == {v: v == "1.2" for v in ALL5}
-    assert result.version(TLSVersion.TLS1_0).detail == "connection reset"  # type: ignore[union-attr]
+    assert version(result, TLSVersion.TLS1_0).detail == "connection reset"
 
 
 def test_resets_on_every_version_mean_tls_is_broken() -> None:
@@ -189,7 +191,7 @@ def test_reset_right_after_starttls_is_tls_broken() -> None:
 
 
 def test_server_trickling_its_answer_byte_by_byte(certs: TestCerts) -> None:
-    der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())  # type: ignore[arg-type]
+    der = leaf_der(certs)
 
     async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
         for byte in tlsbytes.flight(0x0303, (der,)):
@@ -219,7 +221,7 @@ def test_server_stalling_after_its_server_hello_still_gives_a_verdict() -> None:
 
 def test_warning_alert_before_the_server_hello(certs: TestCerts) -> None:
     """Servers without a vhost for the SNI name warn with unrecognized_name, then go on."""
-    der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())  # type: ignore[arg-type]
+    der = leaf_der(certs)
 
     async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(tlsbytes.record(21, b"\x01\x70") + tlsbytes.flight(0x0303, (der,)))
@@ -246,11 +248,12 @@ def test_lower_version_flight_gives_the_chain(certs: TestCerts) -> None:
     with InprocServer(Behaviour(context=context(certs, V.TLSv1, V.TLSv1))) as server:
         result = run(server, certs, versions=(TLSVersion.TLS1_2, TLSVersion.TLS1_3))
     assert verdicts(result) == {"1.2": False, "1.3": False}
-    assert result.certificate is not None and result.certificate.verified
+    assert result.certificate is not None
+    assert result.certificate.verified
 
 
 def test_server_choosing_another_version_refuses_the_one_asked(certs: TestCerts) -> None:
-    der = certs.rsa.leaf_certificate().public_bytes(encoding=_der())  # type: ignore[arg-type]
+    der = leaf_der(certs)
 
     async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
         writer.write(tlsbytes.flight(0x0303, (der,)))
@@ -260,7 +263,7 @@ def test_server_choosing_another_version_refuses_the_one_asked(certs: TestCerts)
     with InprocServer(Behaviour(raw=answer)) as server:
         result = run(server, certs, versions=(TLSVersion.TLS1_0, TLSVersion.TLS1_2))
     assert verdicts(result) == {"1.0": False, "1.2": True}
-    assert result.version(TLSVersion.TLS1_0).detail == "server chose TLSv1.2"  # type: ignore[union-attr]
+    assert version(result, TLSVersion.TLS1_0).detail == "server chose TLSv1.2"
 
 
 def test_plaintext_answer_to_client_hello_is_a_starttls_failure() -> None:
@@ -347,7 +350,7 @@ def test_silent_server_times_out_as_unknown() -> None:
 
 
 def test_server_silent_after_client_hello_is_unknown_not_refused() -> None:
-    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+    async def answer(_: bytes, _writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(30)
 
     with InprocServer(Behaviour(raw=answer)) as server:
@@ -369,11 +372,11 @@ def test_binary_garbage_after_client_hello() -> None:
     assert verdicts(result) == dict.fromkeys(ALL5)
 
 
-def test_oversized_first_flight_costs_one_probe(certs: TestCerts) -> None:
+def test_oversized_first_flight_costs_one_probe() -> None:
     async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
         messages = tlsbytes.server_hello(0x0303) + b"\x0b" + (2**23).to_bytes(3, "big")
         writer.write(tlsbytes.record(22, messages))
-        for _ in range(40):
+        for _record in range(40):
             writer.write(tlsbytes.record(22, b"\x00" * 16000))
         await writer.drain()
         await asyncio.sleep(1)
@@ -451,7 +454,7 @@ def test_certificate_verdicts(
         assert (cert.key_type, cert.key_bits) == ("EC", 256)
 
 
-def test_incomplete_chain(certs: TestCerts, tmp_path: Path) -> None:
+def test_incomplete_chain(certs: TestCerts) -> None:
     ctx = tls_context(str(certs.rsa.leaf), str(certs.rsa.key), V.TLSv1_2, V.TLSv1_2)
     with InprocServer(Behaviour(context=ctx)) as server:
         result = run(server, certs)
@@ -471,16 +474,19 @@ def test_untrusted_when_anchor_missing(certs: TestCerts) -> None:
 
 
 def test_next_address_when_the_first_refuses() -> None:
-    """A host with a dead IPv6 address and a live IPv4 one is still probed."""
-    from exporter.probe import _Endpoint
-    from exporter.probe.smtp import Deadline
-
+    """A host with a dead IPv6 address and a live IPv4 one is still probed, and every
+    later connection goes straight to the address that answered."""
     with InprocServer(Behaviour()) as server:
 
-        async def main() -> str | None:
-            endpoint = _Endpoint(["::1" if _has_ipv6() else "127.0.0.2", "127.0.0.1"], server.port)
-            _, writer = await endpoint.connect(Deadline.after(5))
-            writer.close()
-            return endpoint.working
+        async def main() -> list[str]:
+            dead = "::1" if _has_ipv6() else "127.0.0.2"
+            endpoint = Endpoint([dead, "127.0.0.1"], server.port)
+            peers = []
+            for _attempt in range(2):
+                _, writer = await endpoint.connect(Deadline.after(5))
+                peers.append(writer.get_extra_info("peername")[0])
+                writer.close()
+            return peers
 
-        assert asyncio.run(main()) == "127.0.0.1"
+        assert asyncio.run(main()) == ["127.0.0.1", "127.0.0.1"]
+    assert len(server.behaviour.connections) == 2

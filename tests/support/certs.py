@@ -21,7 +21,6 @@ Every leaf comes as:
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +65,11 @@ class CertFiles:
         """The parsed leaf certificate."""
         return x509.load_pem_x509_certificate(self.leaf.read_bytes())
 
+    def der_chain(self) -> tuple[bytes, ...]:
+        """Leaf and intermediates in DER, as a server sends them in its Certificate message."""
+        chain = x509.load_pem_x509_certificates(self.cert.read_bytes())
+        return tuple(c.public_bytes(serialization.Encoding.DER) for c in chain)
+
 
 @dataclass(frozen=True)
 class TestCerts:
@@ -73,7 +77,6 @@ class TestCerts:
 
     __test__ = False  # not a pytest test class
 
-    directory: Path
     ca_pem: Path
     """The test root CA certificate."""
     intermediate_pem: Path
@@ -187,15 +190,6 @@ def _self_signed(directory: Path, name: str, hostname: str) -> CertFiles:
     return _write_leaf(directory, name, key_pem, [cert.public_bytes(serialization.Encoding.PEM)])
 
 
-def is_ip_address(name: str) -> bool:
-    """True when ``name`` is an IP address literal rather than a DNS name."""
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
 def make_test_certs(directory: Path) -> TestCerts:
     """Create a fresh test CA and all leaf certificates as PEM files in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -217,7 +211,6 @@ def make_test_certs(directory: Path) -> TestCerts:
         not_after=now - dt.timedelta(days=EXPIRED_NOT_AFTER_DAYS),
     )
     return TestCerts(
-        directory=directory,
         ca_pem=_write(directory / "ca.pem", root.cert_pem.bytes()),
         intermediate_pem=_write(directory / "intermediate.pem", intermediate.cert_pem.bytes()),
         rsa=rsa_files,

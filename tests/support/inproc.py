@@ -118,55 +118,64 @@ class InprocServer:
         await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        b = self.behaviour
-        b.connections.append("open")
+        self.behaviour.connections.append("open")
         task = asyncio.current_task()
         assert task is not None
-        self._handlers.add(task)  # type: ignore[arg-type]
+        self._handlers.add(task)
         try:
-            if b.implicit:
-                await self._tls(reader, writer)
-                return
-            if b.silent:
-                await asyncio.sleep(3600)
-            for position, line in enumerate(b.greeting):
-                if position and b.greeting_delay:
-                    await asyncio.sleep(b.greeting_delay)
-                writer.write(line.encode() + b"\r\n")
-                await writer.drain()
-            if not b.greeting[-1].startswith("220 "):
-                return
-            while True:
-                line = (await reader.readline()).strip().upper()
-                if not line:
-                    return
-                if line.startswith(b"EHLO"):
-                    if b.ehlo_reply:
-                        writer.write(b.ehlo_reply.encode() + b"\r\n")
-                        continue
-                    lines = list(b.ehlo) + (["250-STARTTLS"] if b.starttls else [])
-                    lines.append("250 8BITMIME")
-                    writer.write("".join(f"{x}\r\n" for x in lines).encode())
-                elif line == b"STARTTLS" and b.starttls:
-                    writer.write(b.starttls_reply.encode() + b"\r\n")
-                    await writer.drain()
-                    if b.starttls_reply.startswith("220"):
-                        await self._tls(reader, writer)
-                        return
-                elif line == b"QUIT":
-                    writer.write(b"221 2.0.0 Bye\r\n")
-                    await writer.drain()
-                    return
-                else:
-                    writer.write(b"502 5.5.2 Error: command not recognized\r\n")
-                await writer.drain()
-        except (OSError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError):
-            pass
-        except asyncio.CancelledError:
-            pass
+            await self._serve(reader, writer)
+        except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went away (TLS errors are OSErrors too), or the server stops
         finally:
             writer.transport.abort()
-            self._handlers.discard(task)  # type: ignore[arg-type]
+            self._handlers.discard(task)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        b = self.behaviour
+        if b.implicit:
+            await self._tls(reader, writer)
+            return
+        if b.silent:
+            await asyncio.sleep(3600)
+        if await self._greet(writer):
+            await self._dialogue(reader, writer)
+
+    async def _greet(self, writer: asyncio.StreamWriter) -> bool:
+        """Send the greeting; True when it invites the client to go on."""
+        b = self.behaviour
+        for position, line in enumerate(b.greeting):
+            if position and b.greeting_delay:
+                await asyncio.sleep(b.greeting_delay)
+            writer.write(line.encode() + b"\r\n")
+            await writer.drain()
+        return b.greeting[-1].startswith("220 ")
+
+    async def _dialogue(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """EHLO, STARTTLS and QUIT until the client leaves or TLS takes over."""
+        b = self.behaviour
+        while command := (await reader.readline()).strip().upper():
+            if command.startswith(b"EHLO"):
+                writer.write(self._ehlo_reply())
+            elif command == b"STARTTLS" and b.starttls:
+                writer.write(b.starttls_reply.encode() + b"\r\n")
+                await writer.drain()
+                if b.starttls_reply.startswith("220"):
+                    await self._tls(reader, writer)
+                    return
+            elif command == b"QUIT":
+                writer.write(b"221 2.0.0 Bye\r\n")
+                await writer.drain()
+                return
+            else:
+                writer.write(b"502 5.5.2 Error: command not recognized\r\n")
+            await writer.drain()
+
+    def _ehlo_reply(self) -> bytes:
+        b = self.behaviour
+        if b.ehlo_reply:
+            return b.ehlo_reply.encode() + b"\r\n"
+        lines = [*b.ehlo, *(["250-STARTTLS"] if b.starttls else []), "250 8BITMIME"]
+        return "".join(f"{x}\r\n" for x in lines).encode()
 
     async def _tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         b = self.behaviour

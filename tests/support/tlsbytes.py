@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import struct
 
-from exporter.probe.hello import HELLO_RETRY_REQUEST_RANDOM
-
-__all__ = ["HELLO_RETRY_REQUEST_RANDOM"]
-
 
 def record(content_type: int, payload: bytes, version: int = 0x0303) -> bytes:
     return struct.pack("!BHH", content_type, version, len(payload)) + payload
@@ -45,21 +41,21 @@ def offered_version(client_hello: bytes) -> int:
     if client_hello[0] & 0x80:
         return 0x0002
     body = client_hello[9:]
-    legacy = struct.unpack("!H", body[:2])[0]
+    legacy = int.from_bytes(body[:2], "big")
     pos = 2 + 32
     pos += 1 + body[pos]
-    pos += 2 + struct.unpack("!H", body[pos : pos + 2])[0]
+    pos += 2 + int.from_bytes(body[pos : pos + 2], "big")
     pos += 1 + body[pos]
     if pos >= len(body):
         return legacy
-    end = pos + 2 + struct.unpack("!H", body[pos : pos + 2])[0]
+    end = pos + 2 + int.from_bytes(body[pos : pos + 2], "big")
     pos += 2
     while pos < end:
         kind, size = struct.unpack("!HH", body[pos : pos + 4])
         if kind == 43:
             versions = body[pos + 5 : pos + 4 + size]
             return max(
-                struct.unpack("!H", versions[i : i + 2])[0] for i in range(0, len(versions), 2)
+                int.from_bytes(versions[i : i + 2], "big") for i in range(0, len(versions), 2)
             )
         pos += 4 + size
     return legacy
