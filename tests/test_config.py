@@ -12,17 +12,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.config import (
-    RESERVED_LABELS,
-    SETTING_KEYS,
-    TARGET_KEYS,
-    Config,
-    ConfigError,
-    format_duration,
-    load_config,
-    parse_config,
-    parse_duration,
-)
+from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.config.schema import SETTING_KEYS, TARGET_KEYS
+from exporter.durations import format_duration, parse_duration
+from exporter.names import RESERVED_LABELS
 from exporter.target import DEFAULT_VERSIONS, Target, TLSMode, TLSVersion
 
 REPO = Path(__file__).resolve().parent.parent
@@ -257,6 +250,22 @@ def test_anchors_under_x_keys_merge_into_targets() -> None:
     ]
 
 
+def test_unicode_host_names_are_stored_as_a_labels() -> None:
+    """DNS, SNI and certificates carry A-labels; IDNA 2008 maps ß as itself, not to ss."""
+    first, second = parse("""\
+        targets:
+          - host: MX.Bücher.example.
+          - host: faß.example
+            servername: Mail.Faß.example.
+        """).targets
+    assert (first.host, first.servername, first.name) == (
+        "mx.xn--bcher-kva.example.",
+        "mx.xn--bcher-kva.example",
+        "mx.xn--bcher-kva.example.:25",
+    )
+    assert (second.host, second.servername) == ("xn--fa-hia.example", "mail.xn--fa-hia.example")
+
+
 def test_tls_mode_can_be_forced_on_465() -> None:
     (target,) = parse("targets: [{host: a.example, port: 465, tls: starttls}]").targets
     assert target.tls is TLSMode.STARTTLS
@@ -344,7 +353,25 @@ BAD: list[tuple[str, str, str | None, str]] = [
     ("host-ipv4", "targets: [{host: 300.1.2.3}]\n", "targets[0].host", "not a valid IPv4"),
     ("host-ipv6", "targets: [{host: '[2001:db8::zz]'}]\n", "targets[0].host", "not an IPv6"),
     ("host-v4-brackets", "targets: [{host: '[192.0.2.1]'}]\n", "targets[0].host", "only for IPv6"),
-    ("host-idn", "targets: [{host: mx.bücher.example}]\n", "targets[0].host", "xn--bcher-kva"),
+    (
+        "host-idna2008",
+        "targets: [{host: ☃.example}]\n",
+        "targets[0].host",
+        "'☃.example' contains '☃' (U+2603), which IDNA 2008 does not allow; if it is registered"
+        " under the older IDNA 2003 rules, write 'xn--n3h.example'",
+    ),
+    (
+        "servername-idna2008",
+        "targets: [{host: a, servername: xn--bcher-kva.ab--ü.example}]\n",
+        "targets[0].servername",
+        "hyphens in 3rd and 4th position",
+    ),
+    (
+        "ehlo-unicode",
+        "defaults: {ehlo_name: probe.bücher.example}\n" + ONE,
+        "defaults.ehlo_name",
+        "is not ASCII; write it as 'probe.xn--bcher-kva.example'",
+    ),
     ("host-long-label", f"targets: [{{host: {'a' * 64}.example}}]\n", "targets[0].host", "63"),
     ("port-text", "targets: [{host: a, port: abc}]\n", "targets[0].port", "got 'abc'"),
     (
@@ -625,15 +652,22 @@ configs = st.fixed_dictionaries(
 )
 
 
-def parses_or_reports(text: str) -> None:
+def outcome(text: str) -> Config | ConfigError:
+    """The config `text` gives, or the error it raises."""
     try:
-        config = parse_config(text, "fuzz.yaml", default_ehlo_name=EHLO)
+        return parse_config(text, "fuzz.yaml", default_ehlo_name=EHLO)
     except ConfigError as error:
-        assert error.problems
-        assert all(isinstance(p, str) and p for p in error.problems)
-        assert str(error).startswith("fuzz.yaml: ")
+        return error
+
+
+def parses_or_reports(text: str) -> None:
+    result = outcome(text)
+    if isinstance(result, ConfigError):
+        assert result.problems
+        assert all(isinstance(p, str) and p for p in result.problems)
+        assert str(result).startswith("fuzz.yaml: ")
     else:
-        assert config.targets
+        assert result.targets
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])

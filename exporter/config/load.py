@@ -1,0 +1,87 @@
+"""Loading a config file: the entry points, what they return and what they raise."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.config.reader import ConfigDocumentReader
+from exporter.config.values import ValueContext
+from exporter.config.yamlfile import YamlProblem, load_yaml
+from exporter.target import Target
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A validated config file: the targets to probe, and where they came from."""
+
+    targets: tuple[Target, ...]
+    source: str
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """Every extra label name used by any target, sorted."""
+        return tuple(sorted({name for target in self.targets for name, _ in target.labels}))
+
+
+class ConfigError(Exception):
+    """The config file is unusable; `problems` lists every reason, each with its key path."""
+
+    def __init__(self, source: str, problems: Iterable[str]) -> None:
+        self.source = source
+        self.problems: tuple[str, ...] = tuple(problems)
+        super().__init__(source, self.problems)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{self.source}: {problem}" for problem in self.problems)
+
+
+def load_config(path: str | os.PathLike[str], *, default_ehlo_name: str | None = None) -> Config:
+    """Read and validate the config file at `path`; raise `ConfigError` if it has problems."""
+    source = os.fspath(path)
+    try:
+        raw = Path(source).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(source, ["file not found"]) from None
+    except IsADirectoryError:
+        raise ConfigError(source, ["is a directory, not a file"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        message = f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        raise ConfigError(source, [message]) from None
+    return parse_config(
+        text,
+        source,
+        base_dir=os.path.dirname(os.path.abspath(source)),
+        default_ehlo_name=default_ehlo_name,
+    )
+
+
+def parse_config(
+    text: str,
+    source: str,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    default_ehlo_name: str | None = None,
+) -> Config:
+    """Validate config `text` (named `source` in messages) into a `Config`, or raise `ConfigError`.
+
+    A relative `ca_file` is taken relative to `base_dir` (the working directory when None).
+    `default_ehlo_name` is the EHLO name for targets that set none; when None it is
+    `machine_ehlo_name()`, looked up at most once per call and only if some target needs it.
+    """
+    try:
+        data, positions = load_yaml(text)
+    except YamlProblem as exc:
+        raise ConfigError(source, [str(exc)]) from None
+    context = ValueContext(base_dir=None if base_dir is None else os.fspath(base_dir))
+    reader = ConfigDocumentReader(positions, context, default_ehlo_name)
+    targets = reader.read(data)
+    if reader.problems:
+        raise ConfigError(source, reader.problems.messages())
+    return Config(targets=targets, source=source)

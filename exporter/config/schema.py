@@ -1,0 +1,462 @@
+"""Every key of the config file in one table: its kind, its default and what it means.
+
+The reader walks a file against this table, and `json_schema()` turns the same table into
+the JSON Schema the Helm chart checks its values with (scripts/helm-schema.py writes it),
+so the exporter and the chart cannot disagree about a key. A JSON Schema cannot say
+everything the exporter checks (that a CA file exists, that a timeout fits its interval,
+that a name is a valid host name): where it cannot, it accepts, so the chart never refuses
+a config the exporter would run.
+
+`python -m exporter.config.schema` prints the JSON Schema of the config file, for editors.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from types import MappingProxyType
+from typing import Any, Generic, Protocol, TypeVar
+
+from exporter.config.values import (
+    MAX_LABEL_INTEGER,
+    VERSION_SPELLINGS,
+    WHITESPACE_CLASS,
+    ValueContext,
+    read_ca_file,
+    read_duration,
+    read_ehlo_name,
+    read_host,
+    read_integer,
+    read_label_value,
+    read_labels,
+    read_tls_mode,
+    read_versions,
+)
+from exporter.defaults import (
+    DEFAULT_CONNECTIONS,
+    DEFAULT_INTERVAL,
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT,
+    MAX_CONNECTIONS,
+    MIN_INTERVAL,
+)
+from exporter.durations import MAX_DURATION, format_duration
+from exporter.names import RESERVED_LABELS
+from exporter.target import DEFAULT_VERSIONS, TLSMode, TLSVersion
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+JSONObject = dict[str, Any]
+
+DRAFT = "http://json-schema.org/draft-07/schema#"
+DURATION_REF = "#/definitions/duration"
+LABELS_REF = "#/definitions/labels"
+SETTINGS_REF = "#/definitions/settings"
+TARGET_REF = "#/definitions/target"
+
+#: A string with something besides white space in it (what the readers call empty).
+_NOT_BLANK = "[^" + WHITESPACE_CLASS[1:]
+
+
+def _padded(pattern: str) -> str:
+    """`pattern` as the whole string, give or take the white space the readers strip."""
+    return f"^{WHITESPACE_CLASS}*(?:{pattern}){WHITESPACE_CLASS}*$"
+
+
+def _any_case(words: list[str]) -> str:
+    """Alternatives matched in any letter case, without the flags JSON Schema lacks."""
+
+    def letters(word: str) -> str:
+        return "".join(f"[{c.upper()}{c}]" if c.isalpha() else re.escape(c) for c in word.lower())
+
+    return "|".join(letters(word) for word in words)
+
+
+def _number(value: float) -> float | int:
+    """Whole numbers as JSON integers, so the schema reads 1 rather than 1.0."""
+    return int(value) if float(value).is_integer() else value
+
+
+# --- Kinds of value ----------------------------------------------------------------------
+
+
+class Kind(Protocol[T_co]):
+    """What a key's value must be: how to read it from YAML, and how to say it in JSON Schema."""
+
+    def read(self, value: object, context: ValueContext, /) -> T_co:
+        """The value, or `InvalidValue` with every problem."""
+        ...
+
+    def json_schema(self) -> JSONObject:
+        """The value's JSON Schema: never stricter than `read`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A Prometheus duration (`30s`, `1h30m`) or a number of seconds; more than 0, at most 1y."""
+
+    minimum: float | None = None
+
+    def read(self, value: object, _context: ValueContext) -> float:
+        return read_duration(value, minimum=self.minimum)
+
+    def json_schema(self) -> JSONObject:
+        parts: list[JSONObject] = [{"$ref": DURATION_REF}]
+        if self.minimum is not None:
+            parts.append({"minimum": _number(self.minimum)})
+        return {"allOf": parts}
+
+    @staticmethod
+    def definition() -> JSONObject:
+        units = "".join(f"(?:[0-9]+{unit})?" for unit in ("y", "w", "d", "h", "m", "s", "ms"))
+        return {
+            "description": "A Prometheus duration (500ms, 30s, 5m, 1h30m, 1d, 1w, 1y) or a"
+            " number of seconds; more than 0 and at most 1y.",
+            "anyOf": [
+                # Units in that order, and some digit that is not 0: the text is no zero.
+                {"type": "string", "allOf": [{"pattern": _padded(units)}, {"pattern": "[1-9]"}]},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": _number(MAX_DURATION)},
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Integer:
+    """A YAML integer from `low` to `high`."""
+
+    low: int
+    high: int
+
+    def read(self, value: object, _context: ValueContext) -> int:
+        return read_integer(value, self.low, self.high)
+
+    def json_schema(self) -> JSONObject:
+        return {"type": "integer", "minimum": self.low, "maximum": self.high}
+
+
+@dataclass(frozen=True, slots=True)
+class HostName:
+    """A DNS name or an IP address; `final_dot=False` drops a final dot (a name to match)."""
+
+    final_dot: bool = True
+
+    def read(self, value: object, _context: ValueContext) -> str:
+        return read_host(value, final_dot=self.final_dot)
+
+    def json_schema(self) -> JSONObject:
+        return {"type": "string", "pattern": _NOT_BLANK}
+
+
+@dataclass(frozen=True, slots=True)
+class EhloName:
+    """What may follow EHLO: an ASCII domain or an address literal."""
+
+    def read(self, value: object, _context: ValueContext) -> str:
+        return read_ehlo_name(value)
+
+    def json_schema(self) -> JSONObject:
+        return {"type": "string", "pattern": _NOT_BLANK}
+
+
+@dataclass(frozen=True, slots=True)
+class LabelValue:
+    """Text for a label value; a YAML integer is taken as its decimal text."""
+
+    def read(self, value: object, _context: ValueContext) -> str:
+        return read_label_value(value)
+
+    def json_schema(self) -> JSONObject:
+        return {
+            "type": ["string", "integer"],
+            "pattern": _NOT_BLANK,
+            "minimum": -MAX_LABEL_INTEGER,
+            "maximum": MAX_LABEL_INTEGER,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TLSModeName:
+    """How TLS starts: `starttls` or `implicit`, in any letter case."""
+
+    def read(self, value: object, _context: ValueContext) -> TLSMode:
+        return read_tls_mode(value)
+
+    def json_schema(self) -> JSONObject:
+        return {"type": "string", "pattern": _padded(_any_case([m.value for m in TLSMode]))}
+
+
+@dataclass(frozen=True, slots=True)
+class VersionList:
+    """Distinct protocol versions, written `1.2`, `TLSv1.2`, `tls1.2` or as the YAML float 1.2."""
+
+    def read(self, value: object, _context: ValueContext) -> tuple[TLSVersion, ...]:
+        return read_versions(value)
+
+    def json_schema(self) -> JSONObject:
+        spellings = sorted(VERSION_SPELLINGS)
+        floats = [float(s) for s in spellings if re.fullmatch(r"[0-9]+\.[0-9]+", s)]
+        return {
+            "type": "array",
+            "minItems": 1,
+            # Only identical items; `1.2` and 'TLSv1.2' twice is for the exporter to find.
+            "uniqueItems": True,
+            "items": {
+                "anyOf": [
+                    {"type": "string", "pattern": _padded(_any_case(spellings))},
+                    {"type": "number", "enum": [f for f in floats if repr(f) in spellings]},
+                ]
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LabelMap:
+    """Label names (not the exporter's own, not `__`) to text or integer values; null is none."""
+
+    def read(self, value: object, _context: ValueContext) -> Mapping[str, str]:
+        return read_labels(value)
+
+    def json_schema(self) -> JSONObject:
+        return {"allOf": [{"$ref": LABELS_REF}]}
+
+    @staticmethod
+    def definition() -> JSONObject:
+        return {
+            "description": "Extra constant labels: names of letters, digits and _ (not"
+            " starting with a digit or __, not a label the exporter sets) to text.",
+            "type": ["object", "null"],
+            "propertyNames": {
+                "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$",
+                "not": {"anyOf": [{"pattern": "^__"}, {"enum": sorted(RESERVED_LABELS)}]},
+            },
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string", "minLength": 1},
+                    {
+                        "type": "integer",
+                        "minimum": -MAX_LABEL_INTEGER,
+                        "maximum": MAX_LABEL_INTEGER,
+                    },
+                ]
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CAFile:
+    """A PEM bundle of CA certificates, relative to the config file; null is the system store."""
+
+    def read(self, value: object, context: ValueContext) -> str | None:
+        return read_ca_file(value, context)
+
+    def json_schema(self) -> JSONObject:
+        return {"type": ["string", "null"], "pattern": _NOT_BLANK}
+
+
+# --- The table ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Key(Generic[T]):
+    """One key a target or `defaults` may have."""
+
+    name: str
+    kind: Kind[T]
+    #: The value when neither the target nor `defaults` sets it; None where it depends on
+    #: something else, which `description` then names.
+    default: T
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One key at the top level of the file."""
+
+    name: str
+    description: str
+
+
+INTERVAL: Key[float] = Key(
+    "interval", Duration(minimum=MIN_INTERVAL), DEFAULT_INTERVAL, "How often the target is probed."
+)
+TIMEOUT: Key[float] = Key(
+    "timeout",
+    Duration(),
+    DEFAULT_TIMEOUT,
+    "Deadline for one whole probe of the target; no longer than the interval.",
+)
+EHLO_NAME: Key[str | None] = Key(
+    "ehlo_name",
+    EhloName(),
+    None,
+    "Name sent in EHLO: a domain or an address literal like [192.0.2.1]; default: this"
+    " machine's FQDN.",
+)
+CA_FILE: Key[str | None] = Key(
+    "ca_file",
+    CAFile(),
+    None,
+    "PEM file of trust anchors for verification, relative to the config file's directory;"
+    " null (the default) is the system store.",
+)
+VERSIONS: Key[tuple[TLSVersion, ...]] = Key(
+    "versions",
+    VersionList(),
+    DEFAULT_VERSIONS,
+    "Versions to test: ssl2 (only on request), ssl3, 1.0, 1.1, 1.2, 1.3.",
+)
+CONNECTIONS: Key[int] = Key(
+    "connections",
+    Integer(1, MAX_CONNECTIONS),
+    DEFAULT_CONNECTIONS,
+    "Connections at once to the server within one probe.",
+)
+LABELS: Key[Mapping[str, str]] = Key(
+    "labels",
+    LabelMap(),
+    MappingProxyType({}),
+    "Extra constant labels on the target's series; a target's labels merge over those of"
+    " `defaults`.",
+)
+HOST: Key[str | None] = Key(
+    "host",
+    HostName(),
+    None,
+    "DNS name or IP address of the SMTP server; a Unicode name is used as its A-labels.",
+    required=True,
+)
+PORT: Key[int] = Key("port", Integer(1, 65535), DEFAULT_PORT, "TCP port of the SMTP server.")
+TLS: Key[TLSMode | None] = Key(
+    "tls",
+    TLSModeName(),
+    None,
+    "starttls (the default) or implicit: TLS from the first byte (the default on port 465).",
+)
+NAME: Key[str | None] = Key(
+    "name", LabelValue(), None, "Value of the `target` label; default: host:port."
+)
+SERVERNAME: Key[str | None] = Key(
+    "servername",
+    HostName(final_dot=False),
+    None,
+    "SNI and the name the certificate must match; default: the host.",
+)
+
+#: Keys of `defaults`, which every target may also set.
+SETTINGS: tuple[Key[Any], ...] = (
+    INTERVAL,
+    TIMEOUT,
+    EHLO_NAME,
+    CA_FILE,
+    VERSIONS,
+    CONNECTIONS,
+    LABELS,
+)
+#: Keys only a target may set.
+TARGET_ONLY: tuple[Key[Any], ...] = (HOST, PORT, TLS, NAME, SERVERNAME)
+#: Every key of a target, in the order they are read (and problems reported).
+TARGET: tuple[Key[Any], ...] = (*TARGET_ONLY, *SETTINGS)
+
+DEFAULTS = Section(
+    "defaults",
+    "Settings every target inherits; a target's own value replaces them, except labels,"
+    " which merge key by key.",
+)
+TARGETS = Section("targets", "The SMTP servers to probe; at least one.")
+TOP_LEVEL: tuple[Section, ...] = (DEFAULTS, TARGETS)
+#: Top-level keys with this prefix are ignored, so they can hold YAML anchors.
+EXTENSION_PREFIX = "x-"
+
+TOP_KEYS = tuple(section.name for section in TOP_LEVEL)
+SETTING_KEYS = tuple(key.name for key in SETTINGS)
+TARGET_KEYS = tuple(key.name for key in TARGET)
+
+
+# --- As JSON Schema ---------------------------------------------------------------------------
+
+
+def _json_default(key: Key[Any]) -> object:
+    """The default as it would be written in the file, or None where there is none to write."""
+    default = key.default
+    if isinstance(key.kind, Duration):
+        return format_duration(default)
+    if isinstance(default, tuple):
+        return [item.value if isinstance(item, Enum) else item for item in default]
+    if isinstance(default, Mapping):
+        return dict(default)
+    return default
+
+
+def _property(key: Key[Any]) -> JSONObject:
+    schema: JSONObject = {"description": key.description}
+    default = _json_default(key)
+    if default is not None:
+        schema["default"] = default
+    return {**schema, **key.kind.json_schema()}
+
+
+def _mapping_of(keys: tuple[Key[Any], ...], description: str) -> JSONObject:
+    schema: JSONObject = {"description": description, "type": "object"}
+    required = [key.name for key in keys if key.required]
+    if required:
+        schema["required"] = required
+    schema["properties"] = {key.name: _property(key) for key in keys}
+    schema["additionalProperties"] = False
+    return schema
+
+
+def definitions() -> dict[str, JSONObject]:
+    """The shared parts of the config's JSON Schema, for `#/definitions/...`."""
+    return {
+        "duration": Duration.definition(),
+        "labels": LabelMap.definition(),
+        "settings": _mapping_of(SETTINGS, "Settings of `defaults`; a target may set each too."),
+        "target": _mapping_of(TARGET, "One SMTP server to probe."),
+    }
+
+
+def config_schema(*, targets_required: bool = True) -> JSONObject:
+    """The JSON Schema of the file's top level, referring to `definitions()`.
+
+    `targets_required=False` lets `targets` be missing or empty, which the exporter refuses:
+    for the Helm chart, whose default values have no targets yet.
+    """
+    targets: JSONObject = {
+        "description": TARGETS.description,
+        "type": "array",
+        "items": {"$ref": TARGET_REF},
+    }
+    if targets_required:
+        targets["minItems"] = 1
+    schema: JSONObject = {"type": "object"}
+    if targets_required:
+        schema["required"] = [TARGETS.name]
+    schema["properties"] = {
+        DEFAULTS.name: {
+            "description": DEFAULTS.description,
+            "anyOf": [{"type": "null"}, {"$ref": SETTINGS_REF}],
+        },
+        TARGETS.name: targets,
+    }
+    schema["patternProperties"] = {f"^{EXTENSION_PREFIX}": {}}
+    schema["additionalProperties"] = False
+    return schema
+
+
+def json_schema() -> JSONObject:
+    """The JSON Schema of the config file, as one document."""
+    return {
+        "$schema": DRAFT,
+        "title": "smtp-tls-exporter config file",
+        **config_schema(),
+        "definitions": definitions(),
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(json.dumps(json_schema(), indent=2))
