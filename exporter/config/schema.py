@@ -5,7 +5,10 @@ the JSON Schema the Helm chart checks its values with (scripts/helm-schema.py wr
 so the exporter and the chart cannot disagree about a key. A JSON Schema cannot say
 everything the exporter checks (that a CA file exists, that a timeout fits its interval,
 that a name is a valid host name): where it cannot, it accepts, so the chart never refuses
-a config the exporter would run.
+a config the exporter would run. Helm keeps numbers as float64 and writes them back with
+Go's encoding/json, so the chart's schema (`HELM_NUMBERS`) also refuses the few numbers
+that would reach the exporter changed: the version 1.0 (written `1`), integers beyond 2**53 - 1,
+fractions below 1e-6.
 
 `python -m exporter.config.schema` prints the JSON Schema of the config file, for editors.
 """
@@ -80,6 +83,36 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
+@dataclass(frozen=True, slots=True)
+class Numbers:
+    """How the numbers of a config reach the exporter's YAML reader, which decides what a
+    number in the JSON Schema may be."""
+
+    #: 1.0 arrives as `1.0` (a float, TLS 1.0) rather than `1` (an integer, no version).
+    whole_floats_keep_point: bool
+    #: Integers up to this size arrive unchanged.
+    exact_integers: int
+    #: Smaller positive numbers arrive as text (Go writes 1e-7, which YAML 1.1 takes for a
+    #: string); 0 when every positive number arrives as a number.
+    smallest_fraction: float
+
+
+#: A config file written by hand: PyYAML reads numbers exactly as written.
+YAML_NUMBERS = Numbers(
+    whole_floats_keep_point=True, exact_integers=MAX_LABEL_INTEGER, smallest_fraction=0
+)
+#: Helm values: float64 numbers, written into the config file by Go's encoding/json.
+HELM_NUMBERS = Numbers(
+    whole_floats_keep_point=False, exact_integers=2**53 - 1, smallest_fraction=1e-6
+)
+
+
+def _integer_range(numbers: Numbers) -> JSONObject:
+    """Integers a label value may be: 64 bits, and no more than arrive unchanged."""
+    largest = min(MAX_LABEL_INTEGER, numbers.exact_integers)
+    return {"minimum": -largest, "maximum": largest}
+
+
 # --- Kinds of value ----------------------------------------------------------------------
 
 
@@ -90,8 +123,9 @@ class Kind(Protocol[T_co]):
         """The value, or `InvalidValue` with every problem."""
         ...
 
-    def json_schema(self) -> JSONObject:
-        """The value's JSON Schema: never stricter than `read`."""
+    def json_schema(self, numbers: Numbers, /) -> JSONObject:
+        """The value's JSON Schema, for numbers that arrive as `numbers` say: never stricter
+        than `read`."""
         ...
 
 
@@ -104,14 +138,19 @@ class Duration:
     def read(self, value: object, _context: ValueContext) -> float:
         return read_duration(value, minimum=self.minimum)
 
-    def json_schema(self) -> JSONObject:
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
         parts: list[JSONObject] = [{"$ref": DURATION_REF}]
         if self.minimum is not None:
             parts.append({"minimum": _number(self.minimum)})
         return {"allOf": parts}
 
     @staticmethod
-    def definition() -> JSONObject:
+    def definition(numbers: Numbers) -> JSONObject:
+        positive: JSONObject = (
+            {"minimum": numbers.smallest_fraction}
+            if numbers.smallest_fraction
+            else {"exclusiveMinimum": 0}
+        )
         units = "".join(f"(?:[0-9]+{unit})?" for unit in ("y", "w", "d", "h", "m", "s", "ms"))
         return {
             "description": "A Prometheus duration (500ms, 30s, 5m, 1h30m, 1d, 1w, 1y) or a"
@@ -119,7 +158,7 @@ class Duration:
             "anyOf": [
                 # Units in that order, and some digit that is not 0: the text is no zero.
                 {"type": "string", "allOf": [{"pattern": _padded(units)}, {"pattern": "[1-9]"}]},
-                {"type": "number", "exclusiveMinimum": 0, "maximum": _number(MAX_DURATION)},
+                {"type": "number", **positive, "maximum": _number(MAX_DURATION)},
             ],
         }
 
@@ -134,7 +173,7 @@ class Integer:
     def read(self, value: object, _context: ValueContext) -> int:
         return read_integer(value, self.low, self.high)
 
-    def json_schema(self) -> JSONObject:
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
         return {"type": "integer", "minimum": self.low, "maximum": self.high}
 
 
@@ -147,7 +186,7 @@ class HostName:
     def read(self, value: object, _context: ValueContext) -> str:
         return read_host(value, final_dot=self.final_dot)
 
-    def json_schema(self) -> JSONObject:
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
         return {"type": "string", "pattern": _NOT_BLANK}
 
 
@@ -158,7 +197,7 @@ class EhloName:
     def read(self, value: object, _context: ValueContext) -> str:
         return read_ehlo_name(value)
 
-    def json_schema(self) -> JSONObject:
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
         return {"type": "string", "pattern": _NOT_BLANK}
 
 
@@ -169,13 +208,8 @@ class LabelValue:
     def read(self, value: object, _context: ValueContext) -> str:
         return read_label_value(value)
 
-    def json_schema(self) -> JSONObject:
-        return {
-            "type": ["string", "integer"],
-            "pattern": _NOT_BLANK,
-            "minimum": -MAX_LABEL_INTEGER,
-            "maximum": MAX_LABEL_INTEGER,
-        }
+    def json_schema(self, numbers: Numbers) -> JSONObject:
+        return {"type": ["string", "integer"], "pattern": _NOT_BLANK, **_integer_range(numbers)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +219,7 @@ class TLSModeName:
     def read(self, value: object, _context: ValueContext) -> TLSMode:
         return read_tls_mode(value)
 
-    def json_schema(self) -> JSONObject:
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
         return {"type": "string", "pattern": _padded(_any_case([m.value for m in TLSMode]))}
 
 
@@ -196,9 +230,11 @@ class VersionList:
     def read(self, value: object, _context: ValueContext) -> tuple[TLSVersion, ...]:
         return read_versions(value)
 
-    def json_schema(self) -> JSONObject:
+    def json_schema(self, numbers: Numbers) -> JSONObject:
         spellings = sorted(VERSION_SPELLINGS)
         floats = [float(s) for s in spellings if re.fullmatch(r"[0-9]+\.[0-9]+", s)]
+        keep_point = numbers.whole_floats_keep_point
+        written = {f: repr(f) if keep_point or not f.is_integer() else str(int(f)) for f in floats}
         return {
             "type": "array",
             "minItems": 1,
@@ -207,7 +243,7 @@ class VersionList:
             "items": {
                 "anyOf": [
                     {"type": "string", "pattern": _padded(_any_case(spellings))},
-                    {"type": "number", "enum": [f for f in floats if repr(f) in spellings]},
+                    {"type": "number", "enum": [f for f in floats if written[f] in spellings]},
                 ]
             },
         }
@@ -220,11 +256,11 @@ class LabelMap:
     def read(self, value: object, _context: ValueContext) -> Mapping[str, str]:
         return read_labels(value)
 
-    def json_schema(self) -> JSONObject:
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
         return {"allOf": [{"$ref": LABELS_REF}]}
 
     @staticmethod
-    def definition() -> JSONObject:
+    def definition(numbers: Numbers) -> JSONObject:
         return {
             "description": "Extra constant labels: names of letters, digits and _ (not"
             " starting with a digit or __, not a label the exporter sets) to text.",
@@ -236,11 +272,7 @@ class LabelMap:
             "additionalProperties": {
                 "anyOf": [
                     {"type": "string", "minLength": 1},
-                    {
-                        "type": "integer",
-                        "minimum": -MAX_LABEL_INTEGER,
-                        "maximum": MAX_LABEL_INTEGER,
-                    },
+                    {"type": "integer", **_integer_range(numbers)},
                 ]
             },
         }
@@ -253,7 +285,7 @@ class CAFile:
     def read(self, value: object, context: ValueContext) -> str | None:
         return read_ca_file(value, context)
 
-    def json_schema(self) -> JSONObject:
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
         return {"type": ["string", "null"], "pattern": _NOT_BLANK}
 
 
@@ -392,31 +424,33 @@ def _json_default(key: Key[Any]) -> object:
     return default
 
 
-def _property(key: Key[Any]) -> JSONObject:
+def _property(key: Key[Any], numbers: Numbers) -> JSONObject:
     schema: JSONObject = {"description": key.description}
     default = _json_default(key)
     if default is not None:
         schema["default"] = default
-    return {**schema, **key.kind.json_schema()}
+    return {**schema, **key.kind.json_schema(numbers)}
 
 
-def _mapping_of(keys: tuple[Key[Any], ...], description: str) -> JSONObject:
+def _mapping_of(keys: tuple[Key[Any], ...], numbers: Numbers, description: str) -> JSONObject:
     schema: JSONObject = {"description": description, "type": "object"}
     required = [key.name for key in keys if key.required]
     if required:
         schema["required"] = required
-    schema["properties"] = {key.name: _property(key) for key in keys}
+    schema["properties"] = {key.name: _property(key, numbers) for key in keys}
     schema["additionalProperties"] = False
     return schema
 
 
-def definitions() -> dict[str, JSONObject]:
+def definitions(numbers: Numbers = YAML_NUMBERS) -> dict[str, JSONObject]:
     """The shared parts of the config's JSON Schema, for `#/definitions/...`."""
     return {
-        "duration": Duration.definition(),
-        "labels": LabelMap.definition(),
-        "settings": _mapping_of(SETTINGS, "Settings of `defaults`; a target may set each too."),
-        "target": _mapping_of(TARGET, "One SMTP server to probe."),
+        "duration": Duration.definition(numbers),
+        "labels": LabelMap.definition(numbers),
+        "settings": _mapping_of(
+            SETTINGS, numbers, "Settings of `defaults`; a target may set each too."
+        ),
+        "target": _mapping_of(TARGET, numbers, "One SMTP server to probe."),
     }
 
 
