@@ -7,8 +7,8 @@ everything the exporter checks (that a CA file exists, that a timeout fits its i
 that a name is a valid host name): where it cannot, it accepts, so the chart never refuses
 a config the exporter would run. Helm keeps numbers as float64 and writes them back with
 Go's encoding/json, so the chart's schema (`HELM_NUMBERS`) also refuses the few numbers
-that would reach the exporter changed: the version 1.0 (written `1`), integers beyond 2**53 - 1,
-fractions below 1e-6.
+that would reach the exporter changed: the version 1.0 (written `1`), integers of more than
+53 bits, fractions below 1e-6.
 
 `python -m exporter.config.schema` prints the JSON Schema of the config file, for editors.
 """
