@@ -102,9 +102,9 @@ def parse_host(value: str, *, unicode: bool = False) -> tuple[str, str | None]:
         return value, None if is_ipv4(value) else "is not a valid IPv4 address"
     if unicode and not value.isascii():
         name, problem = to_a_labels(value)
-        if problem is not None:
-            return value, problem
-        return name, hostname_problem(name)
+        if problem is None:
+            problem = hostname_problem(name)
+        return (value, problem) if problem else (name, None)
     return value, hostname_problem(value)
 
 
