@@ -65,11 +65,6 @@ class CertFiles:
         """The parsed leaf certificate."""
         return x509.load_pem_x509_certificate(self.leaf.read_bytes())
 
-    def der_chain(self) -> tuple[bytes, ...]:
-        """Leaf and intermediates in DER, as a server sends them in its Certificate message."""
-        chain = x509.load_pem_x509_certificates(self.cert.read_bytes())
-        return tuple(c.public_bytes(serialization.Encoding.DER) for c in chain)
-
 
 @dataclass(frozen=True)
 class TestCerts:
@@ -188,6 +183,15 @@ def _self_signed(directory: Path, name: str, hostname: str) -> CertFiles:
         serialization.NoEncryption(),
     )
     return _write_leaf(directory, name, key_pem, [cert.public_bytes(serialization.Encoding.PEM)])
+
+
+def der_chain(leaf: trustme.LeafCert) -> tuple[bytes, ...]:
+    """A trustme leaf and its issuers in DER, leaf first, as a server's Certificate message
+    carries them (for tests that hand the probe a chain without a server)."""
+    return tuple(
+        x509.load_pem_x509_certificate(pem.bytes()).public_bytes(serialization.Encoding.DER)
+        for pem in leaf.cert_chain_pems
+    )
 
 
 def make_test_certs(directory: Path) -> TestCerts:
