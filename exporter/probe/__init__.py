@@ -103,9 +103,10 @@ async def _gather(
         pass
     finally:
         await _cancel(pending)
-    # STARTTLS not offered stands for the default client too, whether it ran or not.
-    not_offered = next((o for o in outcomes.values() if isinstance(o, NotOffered)), None)
-    return outcomes, not_offered or default
+    if any(isinstance(o, NotOffered) for o in outcomes.values()):
+        # STARTTLS not offered stands for the default client too, whether it ran or not.
+        default = NotOffered()
+    return outcomes, default
 
 
 def _gate(

@@ -46,10 +46,10 @@ async def _session(
     """Connect, do the SMTP dialogue where needed, run `body`, always close."""
     reader, writer = await endpoint.connect(deadline)
     try:
-        if target.tls is TLSMode.STARTTLS and not await smtp.starttls(
-            reader, writer, target.ehlo_name, deadline
-        ):
-            return NotOffered()
+        if target.tls is TLSMode.STARTTLS:
+            advertised = await smtp.starttls(reader, writer, target.ehlo_name, deadline)
+            if not advertised:
+                return NotOffered()
         return await body(reader, writer)
     finally:
         writer.transport.abort()
@@ -78,7 +78,7 @@ async def try_version(
         return Failed(Reason.TLS_PROTOCOL_ERROR, str(exc))
     if isinstance(flight, NotOffered | Dropped):
         return flight
-    return judge(version, flight)
+    return _judge(version, flight)
 
 
 async def try_default_client(
@@ -95,7 +95,7 @@ async def try_default_client(
         return Failed.of(failure)
 
 
-def judge(version: TLSVersion, flight: hello.ServerFlight) -> VersionOutcome:
+def _judge(version: TLSVersion, flight: hello.ServerFlight) -> VersionOutcome:
     """The outcome of asking for `version`, from the server's complete (or final) flight."""
     if flight.plaintext is not None:
         text = smtp.printable(flight.plaintext.splitlines()[0] if flight.plaintext else b"")

@@ -121,7 +121,7 @@ _ANY_VERSION: Final = (
     (0x0018, "TLS_DH_anon_WITH_RC4_128_MD5"),
 )
 
-TLS13: Final = (
+_TLS13: Final = (
     (0x1302, "TLS_AES_256_GCM_SHA384"),
     (0x1303, "TLS_CHACHA20_POLY1305_SHA256"),
     (0x1301, "TLS_AES_128_GCM_SHA256"),
@@ -132,14 +132,14 @@ TLS13: Final = (
 #: The signalling suite that stands in for an empty renegotiation_info extension.
 EMPTY_RENEGOTIATION_INFO_SCSV: Final = 0x00FF
 
-_NAMES: Final = dict(_TLS12_ONLY + _ANY_VERSION + TLS13)
+_NAMES: Final = dict(_TLS12_ONLY + _ANY_VERSION + _TLS13)
 
 
 def suites_for(wire_version: int) -> tuple[int, ...]:
     """The suites a ClientHello for this version offers, the SCSV last (at most 128)."""
     chosen: tuple[tuple[int, str], ...]
     if wire_version >= 0x0304:
-        chosen = TLS13 + _TLS12_ONLY[:12] + _ANY_VERSION[:4]
+        chosen = _TLS13 + _TLS12_ONLY[:12] + _ANY_VERSION[:4]
     elif wire_version == 0x0303:
         chosen = _TLS12_ONLY + _ANY_VERSION
     else:

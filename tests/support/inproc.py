@@ -38,6 +38,7 @@ class Behaviour:
     context: ssl.SSLContext | None = None
     #: Takes over right after STARTTLS (or at once, for implicit TLS).
     raw: RawHandler | None = None
+    #: One entry per connection accepted, for tests that count them.
     connections: list[str] = field(default_factory=list)
 
 
@@ -46,12 +47,12 @@ def tls_context(
     key_file: str,
     minimum: ssl.TLSVersion = ssl.TLSVersion.MINIMUM_SUPPORTED,
     maximum: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED,
-    ciphers: str = "ALL:@SECLEVEL=0",
 ) -> ssl.SSLContext:
-    """A server context that speaks exactly the versions from minimum to maximum."""
+    """A server context that speaks exactly the versions from minimum to maximum (every
+    cipher, at security level 0, so TLS 1.0 and 1.1 work with this OpenSSL)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
-    context.set_ciphers(ciphers)
+    context.set_ciphers("ALL:@SECLEVEL=0")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0/1.1 on purpose
         context.minimum_version = minimum
@@ -59,7 +60,7 @@ def tls_context(
     return context
 
 
-async def read_client_hello(reader: asyncio.StreamReader) -> bytes:
+async def _read_client_hello(reader: asyncio.StreamReader) -> bytes:
     """One whole TLS record (the ClientHello) from the client."""
     header = await reader.readexactly(5)
     if header[0] & 0x80:  # SSLv2 format
@@ -180,7 +181,7 @@ class InprocServer:
     async def _tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         b = self.behaviour
         if b.raw is not None:
-            await b.raw(await read_client_hello(reader), writer)
+            await b.raw(await _read_client_hello(reader), writer)
             return
         if b.context is None:
             return
