@@ -102,7 +102,7 @@ def test_good_flags_reach_the_probe(
 ) -> None:
     seen: list[Target] = []
 
-    async def fake_probe(_target: Target) -> object:
+    async def fake_probe(target: Target) -> object:
         seen.append(target)
         raise RuntimeError("stop here")
 
