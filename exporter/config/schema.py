@@ -7,8 +7,7 @@ everything the exporter checks (that a CA file exists, that a timeout fits its i
 that a name is a valid host name): where it cannot, it accepts, so the chart never refuses
 a config the exporter would run. Helm keeps numbers as float64 and writes them back with
 Go's encoding/json, so the chart's schema (`HELM_NUMBERS`) also refuses the few numbers
-that would reach the exporter changed: the version 1.0 (written `1`), integers of more than
-53 bits, fractions below 1e-6.
+that would reach the exporter changed where it can tell: the version 1.0 (written `1`).
 
 `python -m exporter.config.schema` prints the JSON Schema of the config file, for editors.
 """
@@ -90,27 +89,17 @@ class Numbers:
 
     #: 1.0 arrives as `1.0` (a float, TLS 1.0) rather than `1` (an integer, no version).
     whole_floats_keep_point: bool
-    #: Integers up to this size arrive unchanged.
-    exact_integers: int
-    #: Smaller positive numbers arrive as text (Go writes 1e-7, which YAML 1.1 takes for a
-    #: string); 0 when every positive number arrives as a number.
-    smallest_fraction: float
 
 
 #: A config file written by hand: PyYAML reads numbers exactly as written.
-YAML_NUMBERS = Numbers(
-    whole_floats_keep_point=True, exact_integers=MAX_LABEL_INTEGER, smallest_fraction=0
-)
-#: Helm values: float64 numbers, written into the config file by Go's encoding/json.
-HELM_NUMBERS = Numbers(
-    whole_floats_keep_point=False, exact_integers=2**53 - 1, smallest_fraction=1e-6
-)
+YAML_NUMBERS = Numbers(whole_floats_keep_point=True)
+#: Helm values: float64 numbers, written into the config file by Go's encoding/json. (An
+#: integer of more than 53 bits may arrive rounded; Helm's schema check sees it rounded too,
+#: so no schema can refuse it without refusing the many large integers that arrive intact.)
+HELM_NUMBERS = Numbers(whole_floats_keep_point=False)
 
-
-def _integer_range(numbers: Numbers) -> JSONObject:
-    """Integers a label value may be: 64 bits, and no more than arrive unchanged."""
-    largest = min(MAX_LABEL_INTEGER, numbers.exact_integers)
-    return {"minimum": -largest, "maximum": largest}
+#: Integers a label value may be: 64 bits.
+_LABEL_INTEGERS: JSONObject = {"minimum": -MAX_LABEL_INTEGER, "maximum": MAX_LABEL_INTEGER}
 
 
 # --- Kinds of value ----------------------------------------------------------------------
@@ -145,12 +134,7 @@ class Duration:
         return {"allOf": parts}
 
     @staticmethod
-    def definition(numbers: Numbers) -> JSONObject:
-        positive: JSONObject = (
-            {"minimum": numbers.smallest_fraction}
-            if numbers.smallest_fraction
-            else {"exclusiveMinimum": 0}
-        )
+    def definition() -> JSONObject:
         units = "".join(f"(?:[0-9]+{unit})?" for unit in ("y", "w", "d", "h", "m", "s", "ms"))
         return {
             "description": "A Prometheus duration (500ms, 30s, 5m, 1h30m, 1d, 1w, 1y) or a"
@@ -158,7 +142,7 @@ class Duration:
             "anyOf": [
                 # Units in that order, and some digit that is not 0: the text is no zero.
                 {"type": "string", "allOf": [{"pattern": _padded(units)}, {"pattern": "[1-9]"}]},
-                {"type": "number", **positive, "maximum": _number(MAX_DURATION)},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": _number(MAX_DURATION)},
             ],
         }
 
@@ -208,8 +192,8 @@ class LabelValue:
     def read(self, value: object, _context: ValueContext) -> str:
         return read_label_value(value)
 
-    def json_schema(self, numbers: Numbers) -> JSONObject:
-        return {"type": ["string", "integer"], "pattern": _NOT_BLANK, **_integer_range(numbers)}
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
+        return {"type": ["string", "integer"], "pattern": _NOT_BLANK, **_LABEL_INTEGERS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +244,7 @@ class LabelMap:
         return {"allOf": [{"$ref": LABELS_REF}]}
 
     @staticmethod
-    def definition(numbers: Numbers) -> JSONObject:
+    def definition() -> JSONObject:
         return {
             "description": "Extra constant labels: names of letters, digits and _ (not"
             " starting with a digit or __, not a label the exporter sets) to text.",
@@ -272,7 +256,7 @@ class LabelMap:
             "additionalProperties": {
                 "anyOf": [
                     {"type": "string", "minLength": 1},
-                    {"type": "integer", **_integer_range(numbers)},
+                    {"type": "integer", **_LABEL_INTEGERS},
                 ]
             },
         }
@@ -445,8 +429,8 @@ def _mapping_of(keys: tuple[Key[Any], ...], numbers: Numbers, description: str) 
 def definitions(numbers: Numbers = YAML_NUMBERS) -> dict[str, JSONObject]:
     """The shared parts of the config's JSON Schema, for `#/definitions/...`."""
     return {
-        "duration": Duration.definition(numbers),
-        "labels": LabelMap.definition(numbers),
+        "duration": Duration.definition(),
+        "labels": LabelMap.definition(),
         "settings": _mapping_of(
             SETTINGS, numbers, "Settings of `defaults`; a target may set each too."
         ),
