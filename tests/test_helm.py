@@ -353,6 +353,12 @@ def test_ca_file_from_both_sources_is_refused() -> None:
     [
         "config.targets[0].port=70000",
         "config.targets[0].tls=ssl",
+        "config.targets[0].connections=50",
+        "config.targets[0].versions[0]=1.4",
+        "config.targets[0].labels.target=x",
+        "config.targets[0].hots=a",
+        "config.defaults.interval=30s5m",
+        "config.defaults.port=25",
         "log.level=verbose",
         "serviceMonitor.enable=true",
         "unknownKey=1",
