@@ -22,3 +22,5 @@ DEFAULT_LISTEN_ADDRESS: Final = ":9025"
 DEFAULT_CONFIG_FILE: Final = "config.yaml"
 #: A CA bundle larger than this is surely the wrong file.
 MAX_CA_FILE_BYTES: Final = 10 * 1024 * 1024
+#: Label values may be YAML integers of up to 64 bits, taken as their decimal text.
+MAX_LABEL_INTEGER: Final = 2**64 - 1

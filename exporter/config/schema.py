@@ -23,7 +23,6 @@ from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
 from exporter.config.values import (
-    MAX_LABEL_INTEGER,
     VERSION_SPELLINGS,
     WHITESPACE_CLASS,
     ValueContext,
@@ -43,6 +42,7 @@ from exporter.defaults import (
     DEFAULT_PORT,
     DEFAULT_TIMEOUT,
     MAX_CONNECTIONS,
+    MAX_LABEL_INTEGER,
     MIN_INTERVAL,
 )
 from exporter.durations import MAX_DURATION, format_duration

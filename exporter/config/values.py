@@ -13,7 +13,7 @@ from datetime import date
 
 from cryptography import x509
 
-from exporter.defaults import MAX_CA_FILE_BYTES
+from exporter.defaults import MAX_CA_FILE_BYTES, MAX_LABEL_INTEGER
 from exporter.durations import MAX_DURATION, format_duration, parse_duration
 from exporter.names import ehlo_name_problem, label_name_problem, parse_host
 from exporter.target import TLSMode, TLSVersion
@@ -35,9 +35,6 @@ VERSION_SPELLINGS: Mapping[str, TLSVersion] = {
         version.display.lower().replace("v", ""),
     )
 }
-
-#: Label values may be YAML integers of up to 64 bits, taken as their decimal text.
-MAX_LABEL_INTEGER = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +155,15 @@ def read_text(value: object) -> str:
     return value
 
 
+def _is_label_integer(value: object) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_LABEL_INTEGER
+    )
+
+
 def read_label_value(value: object) -> str:
     """Text for a label value; a YAML integer is taken as its decimal text."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 64:
+    if _is_label_integer(value):
         return str(value)
     return read_text(value)
 
@@ -264,7 +267,7 @@ def _label_problem(name: object, value: object) -> str | None:
     problem = label_name_problem(name)
     if problem is not None:
         return problem
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 64:
+    if _is_label_integer(value):
         return None
     if not isinstance(value, str):
         return f"a label value must be text (quote it), got {describe(value)}"
