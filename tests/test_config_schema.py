@@ -641,17 +641,6 @@ def test_schemas_are_valid_draft_7() -> None:
     jsonschema.Draft7Validator.check_schema(json.loads((CHART / "values.schema.json").read_text()))
 
 
-def test_schema_module_prints_the_schema() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "exporter.config.schema"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-    )
-    assert json.loads(result.stdout) == json.loads(json.dumps(json_schema()))
-
-
 def test_schema_names_every_key_with_its_default() -> None:
     definitions = json_schema()["definitions"]
     target = definitions["target"]["properties"]

@@ -1,20 +1,18 @@
 """Every key of the config file in one table: its kind, its default and what it means.
 
-The reader walks a file against this table, and `json_schema()` turns the same table into
-the JSON Schema the Helm chart checks its values with (scripts/helm-schema.py writes it),
-so the exporter and the chart cannot disagree about a key. A JSON Schema cannot say
-everything the exporter checks (that a CA file exists, that a timeout fits its interval,
-that a name is a valid host name): where it cannot, it accepts, so the chart never refuses
-a config the exporter would run. Helm keeps numbers as float64 and writes them back with
-Go's encoding/json, so the chart's schema (`HELM_NUMBERS`) also refuses the few numbers
-that would reach the exporter changed where it can tell: the version 1.0 (written `1`).
+The reader walks a file against this table, and the same table becomes JSON Schema: the
+config file's (`json_schema()`) and the Helm chart's copy in values.schema.json (written
+by scripts/helm-schema.py), so the exporter and the chart cannot disagree about a key.
 
-`python -m exporter.config.schema` prints the JSON Schema of the config file, for editors.
+A JSON Schema cannot say everything the exporter checks (that a CA file exists, that a
+timeout fits its interval, that a name is a valid host name): where it cannot, it accepts,
+so the chart never refuses a config the exporter would run. Helm keeps numbers as float64
+and writes them back with Go's encoding/json, so the chart's schema (`HELM_NUMBERS`) also
+refuses the number it can tell would reach the exporter changed: the version 1.0 (as `1`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -474,7 +472,3 @@ def json_schema() -> JSONObject:
         **config_schema(),
         "definitions": definitions(),
     }
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps(json_schema(), indent=2))
