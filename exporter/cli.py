@@ -62,21 +62,22 @@ def _ehlo_name(text: str) -> str:
     return text
 
 
-def _host_problem(text: str) -> str | None:
-    """Why `text` is neither a host name nor an IP address, or None."""
+def _host(text: str) -> str:
+    """A host name (Unicode taken as its A-labels) or an IP address; ValueError if neither."""
     if not text.strip():
-        return "must not be empty"
-    _, problem = parse_host(text)
-    return None if problem is None else f"{text!r} {problem}"
+        raise ValueError("must not be empty")
+    host, problem = parse_host(text, unicode=True)
+    if problem is not None:
+        raise ValueError(f"{text!r} {problem}")
+    return host
 
 
 def _servername(text: str) -> str:
     """SNI and the name to match: a host name or an IP address, without a final dot."""
-    name = text.rstrip(".") or text
-    problem = _host_problem(name)
-    if problem is not None:
-        raise argparse.ArgumentTypeError(problem)
-    return name
+    try:
+        return _host(text.rstrip(".") or text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _concurrency(text: str) -> int:
@@ -223,9 +224,10 @@ def _check_target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error("HOST is empty")
     if args.address.startswith("[") and ":" not in host:
         parser.error(f"HOST {args.address!r}: brackets are only for IPv6 addresses")
-    problem = _host_problem(host)
-    if problem is not None:
-        parser.error(f"HOST {problem}")
+    try:
+        host = _host(host)
+    except ValueError as exc:
+        parser.error(f"HOST {exc}")
     implicit = port == defaults.IMPLICIT_PORT
     mode = TLSMode(args.tls) if args.tls else (TLSMode.IMPLICIT if implicit else TLSMode.STARTTLS)
     if args.ca_file:

@@ -242,11 +242,16 @@ def is_ip_address(text: str) -> bool:
 
 
 def sni_name(servername: str) -> str | None:
-    """The name for SNI: none for an IP address (RFC 6066 allows only host names)."""
-    name = servername.strip("[]")
-    if is_ip_address(name):
+    """The name for SNI in ASCII (A-labels), without a final dot; none for an IP address
+    (RFC 6066 allows only host names) or a name IDNA 2008 refuses."""
+    name = servername.strip("[]").rstrip(".")
+    if not name or is_ip_address(name):
         return None
-    return name.rstrip(".") or None
+    if not name.isascii():
+        name, problem = to_a_labels(name)
+        if problem is not None:
+            return None
+    return name
 
 
 def format_address(host: str, port: int) -> str:

@@ -50,7 +50,7 @@ def test_bad_ehlo_name(capsys: pytest.CaptureFixture[str], ehlo_name: str, expec
     [
         ("a b.test", "contains white space"),
         ("mx.test\r\n", "contains white space"),
-        ("héllo.test", "is not ASCII"),
+        ("☃.test", "IDNA 2008"),
         ("https://mx.test", "is a URL"),
         ("mx.test:25", "looks like host:port"),
         ("a..test", "has an empty part"),
@@ -68,7 +68,7 @@ def test_bad_servername(capsys: pytest.CaptureFixture[str], servername: str, exp
     ("address", "expected"),
     [
         ("bad host:25", "HOST 'bad host' contains white space"),
-        ("héllo.test", "HOST 'héllo.test' is not ASCII"),
+        ("☃.test", "HOST '☃.test'"),
         ("mx.test\r\nRSET", "contains white space"),
         ("1.2.3.999:25", "is not a valid IPv4 address"),
         ("a..test", "has an empty part"),
@@ -115,6 +115,24 @@ def test_good_flags_reach_the_probe(
         assert target.ehlo_name == argv[1]
     if argv[0] == "--timeout":
         assert target.timeout == 0.5
+    capsys.readouterr()
+
+
+def test_unicode_names_are_probed_as_a_labels(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in the config file: DNS, SNI and certificates carry the A-label form."""
+    seen: list[Target] = []
+
+    async def fake_probe(target: Target) -> object:
+        seen.append(target)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(exporter.probe, "probe", fake_probe)
+    assert main(["check", "MX.Bücher.example:587", "--servername", "mail.bücher.example"]) == 1
+    (target,) = seen
+    assert (target.host, target.port) == ("mx.xn--bcher-kva.example", 587)
+    assert target.servername == "mail.xn--bcher-kva.example"
     capsys.readouterr()
 
 

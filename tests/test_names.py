@@ -265,6 +265,9 @@ def test_ip_addresses(text: str, v4: bool, v6: bool) -> None:
         ("192.0.2.1", None),
         ("2001:db8::1", None),
         ("[2001:db8::1]", None),
+        ("192.0.2.1.", None),  # an address with a final dot is still an address
+        ("mx.bücher.example", "mx.xn--bcher-kva.example"),
+        ("☃.example", None),  # refused by IDNA 2008: no SNI rather than a wrong one
         (".", None),
     ],
 )

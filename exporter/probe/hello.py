@@ -174,10 +174,7 @@ def _server_name(servername: str) -> bytes | None:
     name = sni_name(servername)
     if name is None:
         return None
-    try:
-        encoded = name.encode("idna")
-    except UnicodeError:
-        return None
+    encoded = name.encode("ascii")
     if len(encoded) > 253:
         return None
     entry = _u8(0) + _vec16(encoded)
