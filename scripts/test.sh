@@ -2,7 +2,8 @@
 # Run the whole test suite on a fresh Debian 12 machine with Python 3.11+.
 #
 # As root it first installs what the tests need (Postfix, Prometheus/promtool, helm, ...);
-# then it makes a virtualenv in .venv, installs the project with its test extras and runs
+# then it makes a virtualenv in .venv, installs the project with its test extras, runs the
+# static checks (ruff lint and format, mypy --strict on the package and the tests) and then
 # pytest. Extra arguments go to pytest: scripts/test.sh -k hello -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +17,5 @@ if [[ ${EUID} -eq 0 ]]; then
     scripts/install-helm.sh
 fi
 scripts/venv.sh "${PYTHON}" '.[test]'
+scripts/check.sh
 exec .venv/bin/python -m pytest "$@"

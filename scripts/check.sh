@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The static checks, run by scripts/test.sh before the tests (needs .venv with the test extras):
+# ruff lint and format, mypy --strict on the package and the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "ruff check"
+.venv/bin/ruff check exporter tests benchmarks scripts
+echo "ruff format --check"
+.venv/bin/ruff format --check exporter tests benchmarks scripts
+echo "mypy --strict exporter tests"
+.venv/bin/mypy --strict exporter tests
