@@ -24,7 +24,9 @@ from exporter.web import make_app
 log = logging.getLogger("exporter")
 
 
-def _log_result(target: Target, result: ProbeResult) -> None:
+def log_result(target: Target, result: ProbeResult) -> None:
+    """Log a finished probe: at debug when it succeeded, at info when it failed or when the
+    certificate does not verify, with the reason and the server's words."""
     fields = {
         "target": target.name,
         "success": result.success,
@@ -54,7 +56,7 @@ class Exporter:
     def __init__(self, config_file: str, concurrency: int) -> None:
         self.config_file = config_file
         self.store = ResultStore()
-        self.scheduler = Scheduler(self.store, probe, concurrency, on_result=_log_result)
+        self.scheduler = Scheduler(self.store, probe, concurrency, on_result=log_result)
         self.config: Config | None = None
         self._reload_lock = asyncio.Lock()
         # The loop keeps only weak references to tasks: these keep a reload alive to its end.

@@ -27,7 +27,7 @@ from tests.support.scheduling import inproc_target
 def test_a_certificate_that_does_not_verify_is_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from exporter.app import _log_result
+    from exporter.app import log_result
 
     certs = make_test_certs(tmp_path)
     context = tls_context(str(certs.expired.cert), str(certs.expired.key))
@@ -41,7 +41,7 @@ def test_a_certificate_that_does_not_verify_is_logged(
             done = asyncio.Event()
 
             def on_result(target: Target, result: ProbeResult) -> None:
-                _log_result(target, result)
+                log_result(target, result)
                 done.set()
 
             scheduler = Scheduler(store, probe, on_result=on_result)
