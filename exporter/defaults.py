@@ -24,3 +24,7 @@ DEFAULT_CONFIG_FILE: Final = "config.yaml"
 MAX_CA_FILE_BYTES: Final = 10 * 1024 * 1024
 #: Label values may be YAML integers of up to 64 bits, taken as their decimal text.
 MAX_LABEL_INTEGER: Final = 2**64 - 1
+#: Open files one probe may hold at once: its connections, and one to spare.
+FILES_PER_PROBE: Final = MAX_CONNECTIONS + 1
+#: Open files kept free for everything but probes: listeners, scrapes, logs, DNS, CA files.
+RESERVED_FILES: Final = 256

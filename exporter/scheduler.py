@@ -4,6 +4,13 @@ One dispatcher task and a heap of due times serve any number of targets; probes 
 tasks on the same event loop. Each target fires at a stable phase inside its interval
 (from a hash of its name), so ten thousand targets on a 5m interval spread over the five
 minutes instead of firing together.
+
+Probes mostly wait (greeting delays, round trips), so how many run at once is bounded by
+what the machine can carry, not by a small constant: at most `concurrency` (from the open
+files limit unless set), and no new probe starts while the event loop runs late, which is
+what a saturated CPU looks like from inside it. A probe whose host is busy with another
+target's probe waits in that host's queue and starts when the host is free; the schedule
+delay counts only the wait for a slot, the part more concurrency would remove.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import asyncio
 import heapq
 import logging
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -25,8 +33,12 @@ log = logging.getLogger("exporter.scheduler")
 
 ProbeFunction = Callable[[Target], Awaitable[ProbeResult]]
 
-#: How long a due probe waits before trying again while its host is busy.
-_HOST_BUSY_RETRY = 1.0
+#: The dispatcher looks at the event loop at least this often while probes run.
+_LAG_TICK = 0.5
+#: Lag (seconds late the dispatcher wakes) at which no new probe starts: the CPU is busy.
+MAX_LAG = 0.25
+#: Weight of the newest lag reading in the smoothed lag.
+_LAG_WEIGHT = 0.3
 #: Extra time past a target's own timeout before its probe is abandoned.
 _SAFETY_MARGIN = 5.0
 #: While every slot is busy, overdue probes are counted at most this often.
@@ -55,10 +67,13 @@ class _State:
     phase: float
     running: asyncio.Task[None] | None = None
     last_start: float | None = None
-    #: When the heap entry of this state fires (a retry while the host is busy moves it).
+    #: When the heap entry of this state fires.
     due: float = 0.0
-    #: When the next probe was meant to start; its lateness is measured from here.
+    #: When the next probe was meant to start (or its host became free); its lateness is
+    #: measured from here.
     scheduled: float = 0.0
+    #: Waiting in its host's queue rather than in the heap.
+    parked: bool = False
 
 
 @dataclass(order=True)
@@ -82,12 +97,17 @@ class Scheduler:
         self._clock = clock or SystemClock()
         self._store = store
         self._probe = probe
-        self._concurrency = max(1, concurrency)
+        #: Upper bound of probes at once; the event loop's lag may hold the dispatcher lower.
+        self.concurrency = max(1, concurrency)
         self._on_result = on_result
         self._states: dict[str, _State] = {}
         self._heap: list[_Entry] = []
         self._busy_hosts: dict[str, str] = {}
+        #: Due states whose host is busy, in the order they fell due.
+        self._host_queues: dict[str, deque[_State]] = {}
         self._running = 0
+        #: Smoothed lag of the dispatcher's timed wake-ups, in seconds.
+        self.lag = 0.0
         self._wake = asyncio.Event()
         self._generation = 0
         self._epoch = self._clock.monotonic()
@@ -137,10 +157,10 @@ class Scheduler:
         periods = max(0, int((earliest - base) // interval) + 1)
         return base + periods * interval
 
-    def _push(self, state: _State, due: float, *, retry: bool = False) -> None:
+    def _push(self, state: _State, due: float) -> None:
         state.due = due
-        if not retry:
-            state.scheduled = due
+        state.scheduled = due
+        state.parked = False
         heapq.heappush(self._heap, _Entry(due, state.target.name, state.generation))
 
     def _is_current(self, entry: _Entry) -> bool:
@@ -164,37 +184,63 @@ class Scheduler:
             pending += (2 * index + 1, 2 * index + 2)
         return count
 
+    def _has_slot(self) -> bool:
+        return self._running < self.concurrency and (self._running == 0 or self.lag < MAX_LAG)
+
     def _note_overdue(self, now: float) -> None:
-        if self._running < self._concurrency or not self._heap or self._heap[0].due > now:
+        if self._has_slot() or not self._heap or self._heap[0].due > now:
             self._store.overdue_probes = 0  # every due probe has started
         elif now - self._overdue_counted >= _OVERDUE_RECOUNT:
             self._overdue_counted = now
             self._store.overdue_probes = self._count_overdue(now)
 
     async def run(self) -> None:
-        """Dispatch due probes forever (until cancelled)."""
+        """Dispatch due probes forever (until cancelled), watching the event loop's lag."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._watch_lag())
+            await self._dispatch_forever()
+
+    async def _dispatch_forever(self) -> None:
         while True:
             self._wake.clear()
             now = self._clock.monotonic()
-            while self._heap and self._heap[0].due <= now and self._running < self._concurrency:
-                entry = heapq.heappop(self._heap)
-                state = self._states.get(entry.name)
-                if state is None or state.generation != entry.generation or state.due != entry.due:
-                    continue  # superseded by a reload or a reschedule
-                if state.running is not None:
-                    continue  # still probing; rescheduled when it ends
-                host = state.target.host.lower()
-                if host in self._busy_hosts:
-                    self._push(state, now + _HOST_BUSY_RETRY, retry=True)
-                    continue
-                self._start(state, host)
+            self._dispatch_due(now)
             self._note_overdue(now)
             delay = None
-            if self._heap and self._running < self._concurrency:
-                delay = max(0.0, self._heap[0].due - self._clock.monotonic())
+            if self._heap and self._has_slot():
+                delay = max(0.0, self._heap[0].due - now)
             elif self._heap:
-                delay = _OVERDUE_RECOUNT  # all slots busy: recount the overdue meanwhile
+                delay = _OVERDUE_RECOUNT  # no slot: recount the overdue meanwhile
             await self._clock.wait(self._wake, delay)
+
+    async def _watch_lag(self) -> None:
+        """Measure how late a timed wait ends: the event loop's lag, smoothed into `lag`.
+        When it falls back under `MAX_LAG`, held-back probes may start."""
+        never = asyncio.Event()
+        while True:
+            start = self._clock.monotonic()
+            await self._clock.wait(never, _LAG_TICK)
+            late = max(0.0, self._clock.monotonic() - start - _LAG_TICK)
+            was_saturated = self.lag >= MAX_LAG
+            self.lag += _LAG_WEIGHT * (late - self.lag)
+            if was_saturated and self.lag < MAX_LAG:
+                self._wake.set()
+
+    def _dispatch_due(self, now: float) -> None:
+        """Start every due probe there is a slot for; park those whose host is busy."""
+        while self._heap and self._heap[0].due <= now and self._has_slot():
+            entry = heapq.heappop(self._heap)
+            state = self._states.get(entry.name)
+            if state is None or state.generation != entry.generation or state.due != entry.due:
+                continue  # superseded by a reload or a reschedule
+            if state.running is not None or state.parked:
+                continue  # still probing (rescheduled when it ends), or already queued
+            host = state.target.host.lower()
+            if host in self._busy_hosts:
+                state.parked = True
+                self._host_queues.setdefault(host, deque()).append(state)
+                continue
+            self._start(state, host)
 
     def _start(self, state: _State, host: str) -> None:
         self._running += 1
@@ -240,10 +286,22 @@ class Scheduler:
         self._running -= 1
         if self._busy_hosts.get(host) == state.target.name:
             del self._busy_hosts[host]
+            self._release_host(host)
         state.running = None
         if self._states.get(state.target.name) is state and state.last_start is not None:
             self._push(state, self._next_due(state.target, state.last_start, state.phase))
         self._wake.set()
+
+    def _release_host(self, host: str) -> None:
+        """The next probe waiting for `host` is due now; from here on it waits for a slot."""
+        queue = self._host_queues.get(host)
+        while queue:
+            waiting = queue.popleft()
+            if self._states.get(waiting.target.name) is waiting and waiting.parked:
+                self._push(waiting, self._clock.monotonic())
+                break
+        if not queue:
+            self._host_queues.pop(host, None)
 
     async def stop(self) -> None:
         """Cancel every running probe and wait for them."""

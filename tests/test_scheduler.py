@@ -19,7 +19,7 @@ import pytest
 
 from exporter.probe import probe
 from exporter.results import ProbeResult, Reason, Verdict, VersionResult
-from exporter.scheduler import Scheduler
+from exporter.scheduler import MAX_LAG, Scheduler
 from exporter.store import ResultStore
 from exporter.target import Target, TLSVersion
 from tests.support.clock import ManualClock
@@ -163,6 +163,54 @@ def test_concurrency_bound_and_one_probe_per_host() -> None:
     assert stand_in.most_in_flight == 2
     assert not stand_in.host_overlap
     assert all(store.result(t.name) is not None for t in targets)
+
+
+def test_waiting_for_a_busy_host_is_not_schedule_delay() -> None:
+    """Two targets on one host take turns; the second one's wait is not counted as a lack of
+    slots, which more concurrency would not cure."""
+    clock = ManualClock()
+    store, stand_in = ResultStore(), StandInProbe(clock, duration=10.0)
+    first, second = (mx(9, port=port, name=f"mx9:{port}") for port in (25, 587))
+    seen: list[tuple[float, int]] = []
+
+    async def case() -> None:
+        scheduler = Scheduler(store, stand_in, concurrency=50, clock=clock)
+        scheduler.apply((first, second))
+        async with running(scheduler):
+            for _ in range(25):
+                await clock.advance(1)
+                seen.append((store.schedule_delay_seconds, store.overdue_probes))
+
+    run(case)
+    starts = sorted(s for t in (first, second) for s in stand_in.starts(t.name))
+    assert starts[:2] == [1000.0, 1010.0]  # one after the other, at once when the host is free
+    assert not stand_in.host_overlap
+    assert set(seen) == {(0.0, 0)}
+
+
+def test_no_new_probe_starts_while_the_event_loop_runs_late() -> None:
+    """A stalled event loop (a busy CPU) holds new probes back until it catches up."""
+    clock = ManualClock()
+    store, stand_in = ResultStore(), StandInProbe(clock, duration=FOREVER)
+    busy, late = mx(0, name="busy"), mx(1, name="late")
+
+    async def case() -> None:
+        scheduler = Scheduler(store, stand_in, concurrency=50, clock=clock)
+        scheduler.apply((busy,))
+        async with running(scheduler):
+            await clock.advance(1)
+            await clock.stall(3)
+            assert scheduler.lag >= MAX_LAG
+            scheduler.apply((busy, late))
+            await clock.advance(0.5)
+            assert stand_in.starts("late") == []  # held back while the loop is late...
+            await clock.advance(5)
+            assert scheduler.lag < MAX_LAG
+
+    run(case)
+    (start,) = stand_in.starts("late")  # ...and started once it caught up, late
+    assert 1004.5 < start <= 1006.0
+    assert store.schedule_delay_seconds == start - 1004.0
 
 
 def test_a_hung_target_does_not_delay_others() -> None:

@@ -53,6 +53,12 @@ class ManualClock:
         for _ in range(_SETTLE_TURNS):
             await asyncio.sleep(0)
 
+    async def stall(self, seconds: float) -> None:
+        """Jump `seconds` ahead as a busy event loop would: every wait due meanwhile ends
+        late, at the end of the stall."""
+        self.now += seconds
+        await self.advance(0)
+
     async def advance(self, seconds: float) -> None:
         """Move time forward by `seconds`, waking each wait at its own moment on the way."""
         end = self.now + seconds

@@ -1,0 +1,39 @@
+"""How many probes the process can carry at once, from its open files limit.
+
+Probes mostly wait (greeting delays, round trips), so a small fixed bound would let a slow
+fleet stretch every round. What really bounds them is file descriptors: each probe holds
+up to `FILES_PER_PROBE`. Like Go programs, the exporter raises its soft open files limit
+to the hard one at start; the CPU side is watched by the scheduler (no new probe starts
+while the event loop runs late).
+"""
+
+from __future__ import annotations
+
+import resource
+
+from exporter.defaults import FILES_PER_PROBE, RESERVED_FILES
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit where allowed; the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft and (hard == resource.RLIM_INFINITY or hard > soft):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # some kernels refuse RLIM_INFINITY; keep what we have
+            return soft
+        soft = hard
+    return soft
+
+
+def probe_slots(open_files: int) -> int:
+    """Probes that fit in `open_files` descriptors beside everything else (at least one)."""
+    if open_files == resource.RLIM_INFINITY:
+        open_files = 1 << 20
+    return max(1, (open_files - RESERVED_FILES) // FILES_PER_PROBE)
+
+
+def concurrency(requested: int | None, open_files: int) -> int:
+    """The bound on probes at once: what was asked for, never more than the files allow."""
+    slots = probe_slots(open_files)
+    return slots if requested is None else min(requested, slots)
