@@ -17,7 +17,8 @@ from exporter.names import format_address
 from exporter.probe import probe
 from exporter.results import ProbeResult
 from exporter.scheduler import Scheduler
-from exporter.store import ResultStore
+from exporter.shard import Shard
+from exporter.store import ResultStore, ShardStatus
 from exporter.target import Target
 from exporter.web import make_app
 
@@ -50,11 +51,26 @@ def log_result(target: Target, result: ProbeResult) -> None:
         )
 
 
+def shard_targets(config: Config, shard: Shard | None) -> tuple[Target, ...]:
+    """The targets this process probes: its shard's share of the config, or all of them."""
+    return config.targets if shard is None else shard.select(config.targets)
+
+
+def describe_targets(config: Config, shard: Shard | None) -> str:
+    """How many targets this process probes, for people: `14 targets`, or
+    `5 of 14 targets on shard 0/3`."""
+    if shard is None:
+        return f"{len(config.targets)} targets"
+    return f"{len(shard_targets(config, shard))} of {len(config.targets)} targets on shard {shard}"
+
+
 class Exporter:
     """Owns the running config; reloads swap it only when the new file is valid."""
 
-    def __init__(self, config_file: str, concurrency: int) -> None:
+    def __init__(self, config_file: str, concurrency: int, shard: Shard | None = None) -> None:
         self.config_file = config_file
+        #: `--shard`: probe only this share of the config's targets; None probes them all.
+        self.shard = shard
         self.store = ResultStore()
         self.scheduler = Scheduler(self.store, probe, concurrency, on_result=log_result)
         self.config: Config | None = None
@@ -63,13 +79,23 @@ class Exporter:
         self._reload_tasks: set[asyncio.Task[tuple[bool, str]]] = set()
 
     def install(self, config: Config) -> None:
+        """Run `config`: at start and on every reload, so each target stays on its shard."""
+        targets = shard_targets(config, self.shard)
         self.config = config
-        self.scheduler.apply(config.targets)
+        self.scheduler.apply(targets)
+        fields: dict[str, object] = {"file": self.config_file, "targets": len(targets)}
+        if self.shard is not None:
+            self.store.shard = ShardStatus(
+                self.shard.index, self.shard.count, len(targets), len(config.targets)
+            )
+            fields |= {"shard": str(self.shard), "config_targets": len(config.targets)}
         self.store.reloaded(True)
-        log.info(
-            "config loaded",
-            extra={"fields": {"file": self.config_file, "targets": len(config.targets)}},
-        )
+        log.info("config loaded", extra={"fields": fields})
+        if not targets:
+            log.warning(
+                "this shard has no targets of the config; it probes nothing until a reload",
+                extra={"fields": fields},
+            )
 
     async def reload(self) -> tuple[bool, str]:
         async with self._reload_lock:
@@ -84,7 +110,7 @@ class Exporter:
                 )
                 return False, str(exc)
             self.install(config)
-            return True, f"config reloaded: {len(config.targets)} targets"
+            return True, f"config reloaded: {describe_targets(config, self.shard)}"
 
     def reload_soon(self) -> asyncio.Task[tuple[bool, str]]:
         """Start a reload in the background (for SIGHUP); the task is held until it ends."""
@@ -144,10 +170,17 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     return 0
 
 
-def serve(config_file: str, config: Config, host: str | None, port: int, concurrency: int) -> int:
+def serve(
+    config_file: str,
+    config: Config,
+    host: str | None,
+    port: int,
+    concurrency: int,
+    shard: Shard | None = None,
+) -> int:
     """Serve until SIGTERM or SIGINT; 1 when the listen address cannot be bound."""
     # Until the event loop takes the signals over, a SIGHUP (a reload sent too early)
     # must not end the process.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    exporter = Exporter(config_file, concurrency)
+    exporter = Exporter(config_file, concurrency, shard)
     return asyncio.run(_serve(exporter, config, host, port))

@@ -19,6 +19,7 @@ from exporter.durations import MAX_DURATION
 from exporter.logs import LEVELS
 from exporter.names import ehlo_name_problem, parse_host, parse_listen_address, parse_port
 from exporter.names import split_host_port as split_address
+from exporter.shard import Shard, parse_shard
 from exporter.target import DEFAULT_VERSIONS, Target, TLSMode, TLSVersion
 
 __all__ = ["__version__", "main"]
@@ -93,6 +94,13 @@ def _listen_address(text: str) -> tuple[str | None, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # --- The exporter ----------------------------------------------------------------------------
 
 
@@ -134,13 +142,20 @@ def exporter_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"probes running at once across all targets ({defaults.DEFAULT_CONCURRENCY})",
     )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="probe only shard I (0 to N-1) of N: the targets whose name hashes to I, so N "
+        "processes with the same config file split its targets (default: every target)",
+    )
     parser.add_argument("--version", action="version", version=f"smtp-tls-exporter {__version__}")
     return parser
 
 
 def run_exporter(argv: Sequence[str]) -> int:
     """Run the exporter until SIGTERM; exit 1 on a bad config file or listen address."""
-    from exporter.app import serve
+    from exporter.app import describe_targets, serve
     from exporter.config import ConfigError, load_config
     from exporter.logs import setup
 
@@ -152,10 +167,10 @@ def run_exporter(argv: Sequence[str]) -> int:
         print(str(exc), file=sys.stderr)
         return 1
     if args.config_check:
-        print(f"{args.config_file}: OK, {len(config.targets)} targets")
+        print(f"{args.config_file}: OK, {describe_targets(config, args.shard)}")
         return 0
     host, port = args.listen
-    return serve(args.config_file, config, host, port, args.concurrency)
+    return serve(args.config_file, config, host, port, args.concurrency, args.shard)
 
 
 # --- check -----------------------------------------------------------------------------------

@@ -21,6 +21,17 @@ class ReloadStatus:
     last_error: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ShardStatus:
+    """This process's share of the config under `--shard=I/N`: shard `index` of `count`,
+    holding `targets` of the `config_targets` in the config file."""
+
+    index: int
+    count: int
+    targets: int
+    config_targets: int
+
+
 class ResultStore:
     """Targets of the running config with their last result; counters since start."""
 
@@ -37,6 +48,9 @@ class ResultStore:
         self.schedule_delay_seconds = 0.0
         #: Probes past their due time still waiting for a free slot (0 while slots are free).
         self.overdue_probes = 0
+        #: Set by the app under `--shard` (on every config load); None when this process
+        #: probes every target of the config.
+        self.shard: ShardStatus | None = None
 
     def set_targets(self, targets: tuple[Target, ...], keep_results: frozenset[str]) -> None:
         """Install a new target list; results survive only for names in `keep_results`."""
