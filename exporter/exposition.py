@@ -33,14 +33,15 @@ def exposition_format(content_type: str) -> str | None:
     Parameters other than the version do not matter here: `charset` is always UTF-8, and
     every metric and label name of this exporter is a legacy name, which no `escaping`
     scheme changes (prometheus_client 0.26 adds `escaping=underscores` to the OpenMetrics
-    type it answers Prometheus with).
+    type it answers Prometheus 2 with, `escaping=allow-utf-8` for Prometheus 3). For the
+    same reason the text format 1.0.0 (Prometheus 3) is byte for byte the text format 0.0.4.
     """
     media, *params = (part.strip() for part in content_type.split(";"))
     version = next(
         (p.partition("=")[2].strip() for p in params if p.partition("=")[0].strip() == "version"),
         None,
     )
-    if media == "text/plain" and version in (None, "0.0.4"):
+    if media == "text/plain" and version in (None, "0.0.4", "1.0.0"):
         return TEXT
     if media == "application/openmetrics-text" and version == "1.0.0":
         return OPENMETRICS

@@ -25,14 +25,19 @@ from exporter.results import (
 )
 from exporter.store import ResultStore
 from exporter.target import Target, TLSVersion
+from tests.support.prometheus import PROMETHEUS_3_ACCEPT, PROMETHEUS_ACCEPT
 
 #: The client library's OpenMetrics encoder, which it leaves untyped.
 generate_openmetrics = cast(Callable[[CollectorRegistry], bytes], openmetrics.generate_latest)
 
-#: The Accept header Prometheus 2.x and 3.x send when scraping.
-PROMETHEUS_ACCEPT = (
-    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
-    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+#: Every Accept header the cached exposition must answer, byte for byte as the library would.
+ACCEPTS = (
+    PROMETHEUS_ACCEPT,
+    PROMETHEUS_3_ACCEPT,
+    "application/openmetrics-text",
+    "text/plain;version=1.0.0;escaping=allow-utf-8",
+    "text/plain",
+    "",
 )
 NOT_BEFORE = datetime(2026, 1, 1, tzinfo=UTC)
 NOT_AFTER = datetime(2027, 1, 1, tzinfo=UTC)
@@ -218,7 +223,7 @@ def test_fast_text_path_gives_the_same_bytes_as_the_client_library() -> None:
     record(targets[0], "", _certificate())
     record(targets[1], 'a "quoted"\nmulti-line \\ reply', None)
     assert exposition.render(TEXT_TYPE) == generate_latest(registry)
-    for accept in (PROMETHEUS_ACCEPT, "application/openmetrics-text"):
+    for accept in ACCEPTS:
         encoder, content_type = choose_encoder(accept)
         assert exposition.render(content_type) == encoder(registry), accept
     assert exposition.render("application/unknown") is None
@@ -231,12 +236,14 @@ def test_fast_text_path_gives_the_same_bytes_as_the_client_library() -> None:
 
 
 def test_the_fast_path_serves_what_prometheus_asks_for() -> None:
-    """The content type the client library answers Prometheus's Accept header with (0.26 adds
-    `escaping=underscores`) is one the fast path knows."""
-    _, content_type = choose_encoder(PROMETHEUS_ACCEPT)
-    assert exposition_format(content_type) == "openmetrics"
-    _, content_type = choose_encoder("")
-    assert exposition_format(content_type) == "text"
+    """The content types the client library answers Prometheus's Accept headers with (0.26
+    adds `escaping=underscores` or `escaping=allow-utf-8`) are ones the fast path knows."""
+    for accept in (PROMETHEUS_ACCEPT, PROMETHEUS_3_ACCEPT):
+        _, content_type = choose_encoder(accept)
+        assert exposition_format(content_type) == "openmetrics", accept
+    for accept in ("", "text/plain;version=1.0.0;escaping=allow-utf-8"):
+        _, content_type = choose_encoder(accept)
+        assert exposition_format(content_type) == "text", accept
     assert exposition_format("application/openmetrics-text; version=0.0.1") is None
 
 

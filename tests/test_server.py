@@ -15,12 +15,13 @@ import pytest
 from aiohttp import web
 
 from exporter.probe import probe
-from exporter.results import ProbeResult
+from exporter.results import ProbeResult, Reason
 from exporter.scheduler import Scheduler
 from exporter.store import ResultStore
 from exporter.target import Target
 from tests.support.certs import make_test_certs
 from tests.support.inproc import Behaviour, InprocServer, tls_context
+from tests.support.prometheus import PROMETHEUS_3_ACCEPT, PROMETHEUS_ACCEPT
 from tests.support.scheduling import inproc_target
 
 
@@ -177,3 +178,60 @@ def test_metrics_compression_follows_accept_encoding(accept_encoding: str, gzipp
 
 
 # --- Schedule lag -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("accept", [PROMETHEUS_ACCEPT, PROMETHEUS_3_ACCEPT])
+def test_prometheus_scrapes_take_the_cached_path(accept: str) -> None:
+    """What Prometheus 2 and 3 ask for (their Accept headers, gzip) is served from the cached
+    lines, and is what the client library would have sent."""
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client.exposition import choose_encoder
+    from prometheus_client.registry import CollectorRegistry
+
+    from exporter.collector import ExporterCollector, ResultCollector
+    from exporter.exposition import CachedExposition
+    from exporter.web import make_app
+
+    store = ResultStore()
+    target = Target(host="mx.example.org")
+    store.set_targets((target,), frozenset())
+    store.record(
+        target,
+        ProbeResult.unreached(
+            target.name,
+            target.versions,
+            started=1.8e9,
+            duration=0.5,
+            reason=Reason.EHLO_REJECTED,
+            detail="554 no",
+        ),
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    own = ExporterCollector(store)
+    registry.register(ResultCollector(store))
+    registry.register(own)
+    cached = CachedExposition(store, own)
+    served: list[bool] = []
+
+    def render(content_type: str) -> bytes | None:
+        body = cached.render(content_type)
+        served.append(body is not None)
+        return body
+
+    async def reload() -> tuple[bool, str]:
+        return True, "ok"
+
+    async def main() -> None:
+        app = make_app(store, registry, reload, render)
+        async with TestClient(TestServer(app)) as client:
+            response = await client.get(
+                "/metrics", headers={"Accept": accept, "Accept-Encoding": "gzip"}
+            )
+            assert response.status == 200
+            assert response.headers["Content-Encoding"] == "gzip"
+            encoder, content_type = choose_encoder(accept)
+            assert response.headers["Content-Type"] == content_type
+            assert await response.read() == encoder(registry)  # aiohttp decompresses
+
+    asyncio.run(main())
+    assert served == [True]

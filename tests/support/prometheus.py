@@ -22,6 +22,18 @@ import yaml
 from tests.support.exporter_process import HOST, free_port
 from tests.support.process import ServiceProcess
 
+#: The Accept header Prometheus 2.x sends when scraping.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+#: The Accept header Prometheus 3.x sends by default.
+PROMETHEUS_3_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+)
+
 JOB = "smtp-tls-exporter"
 
 
