@@ -187,10 +187,12 @@ class Scheduler:
     def _has_slot(self) -> bool:
         return self._running < self.concurrency and (self._running == 0 or self.lag < MAX_LAG)
 
-    def _note_overdue(self, now: float) -> None:
+    def _note_overdue(self, now: float, *, changed: bool) -> None:
+        """Count the due probes waiting for a slot: at once when probes just started, else at
+        most every `_OVERDUE_RECOUNT` seconds (the walk costs about the number waiting)."""
         if self._has_slot() or not self._heap or self._heap[0].due > now:
             self._store.overdue_probes = 0  # every due probe has started
-        elif now - self._overdue_counted >= _OVERDUE_RECOUNT:
+        elif changed or now - self._overdue_counted >= _OVERDUE_RECOUNT:
             self._overdue_counted = now
             self._store.overdue_probes = self._count_overdue(now)
 
@@ -204,8 +206,8 @@ class Scheduler:
         while True:
             self._wake.clear()
             now = self._clock.monotonic()
-            self._dispatch_due(now)
-            self._note_overdue(now)
+            started = self._dispatch_due(now)
+            self._note_overdue(now, changed=started > 0)
             delay = None
             if self._heap and self._has_slot():
                 delay = max(0.0, self._heap[0].due - now)
@@ -226,8 +228,10 @@ class Scheduler:
             if was_saturated and self.lag < MAX_LAG:
                 self._wake.set()
 
-    def _dispatch_due(self, now: float) -> None:
-        """Start every due probe there is a slot for; park those whose host is busy."""
+    def _dispatch_due(self, now: float) -> int:
+        """Start every due probe there is a slot for; park those whose host is busy. Returns
+        how many started."""
+        started = 0
         while self._heap and self._heap[0].due <= now and self._has_slot():
             entry = heapq.heappop(self._heap)
             state = self._states.get(entry.name)
@@ -241,6 +245,8 @@ class Scheduler:
                 self._host_queues.setdefault(host, deque()).append(state)
                 continue
             self._start(state, host)
+            started += 1
+        return started
 
     def _start(self, state: _State, host: str) -> None:
         self._running += 1
@@ -256,8 +262,7 @@ class Scheduler:
         target = state.target
         started, clock = self._clock.time(), self._clock.monotonic()
         try:
-            async with asyncio.timeout(target.timeout + _SAFETY_MARGIN):
-                result = await self._probe(target)
+            result = await self._bounded_probe(target)
         except TimeoutError:
             result = self._unreached(target, started, clock, Reason.PROBE_DEADLINE, "probe overran")
         except Exception as exc:  # a bug must cost one probe, never the exporter
@@ -269,6 +274,22 @@ class Scheduler:
             self._store.record(state.target, result)
             if self._on_result is not None:
                 self._on_result(state.target, result)
+
+    async def _bounded_probe(self, target: Target) -> ProbeResult:
+        """The probe's result; TimeoutError when it overruns its own timeout by the margin
+        (a probe that ignores its deadline must not hold its slot and host for ever)."""
+        task = asyncio.ensure_future(self._probe(target))
+        ended = asyncio.Event()
+        task.add_done_callback(lambda _: ended.set())
+        try:
+            await self._clock.wait(ended, target.timeout + _SAFETY_MARGIN)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task.cancelled():
+            raise TimeoutError
+        return task.result()
 
     def _unreached(
         self, target: Target, started: float, clock: float, reason: Reason, detail: str

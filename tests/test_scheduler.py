@@ -39,6 +39,8 @@ class StandInProbe:
     duration: float = 0.0
     durations: dict[str, float] = field(default_factory=dict)
     runs: dict[str, list[tuple[float, float | None]]] = field(default_factory=dict)
+    #: The host of every probe that started, in order.
+    hosts: list[str] = field(default_factory=list)
     in_flight: int = 0
     most_in_flight: int = 0
     hosts_in_flight: dict[str, int] = field(default_factory=dict)
@@ -48,6 +50,7 @@ class StandInProbe:
         start = self.clock.monotonic()
         runs = self.runs.setdefault(target.name, [])
         runs.append((start, None))
+        self.hosts.append(target.host)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         busy = self.hosts_in_flight.get(target.host, 0)
@@ -215,19 +218,29 @@ def test_no_new_probe_starts_while_the_event_loop_runs_late() -> None:
 
 def test_a_hung_target_does_not_delay_others() -> None:
     clock = ManualClock()
+    store = ResultStore()
     stand_in = StandInProbe(clock, duration=0.5, durations={"hung.example.org": FOREVER})
-    hung = mx(0, host="hung.example.org", name="hung")
+    hung = mx(0, host="hung.example.org", name="hung", timeout=30.0, interval=300.0)
     quick = mx(1, name="quick", interval=5.0)
 
     async def case() -> None:
-        scheduler = Scheduler(ResultStore(), stand_in, clock=clock)
+        scheduler = Scheduler(store, stand_in, clock=clock)
         scheduler.apply((hung, quick))
         async with running(scheduler):
-            await clock.advance(60)
+            await clock.advance(34)
             assert stand_in.runs["hung"] == [(1000.0, None)]  # the hung probe still runs...
+            assert store.result("hung") is None
+            await clock.advance(2)
+            # ...until its timeout and the margin have passed: then it is abandoned.
+            assert stand_in.runs["hung"] == [(1000.0, 1035.0)]
 
     run(case)
-    assert len(stand_in.starts("quick")) >= 11  # ...and the quick one kept its interval
+    assert len(stand_in.starts("quick")) >= 7  # the quick one kept its interval meanwhile
+    result = store.result("hung")
+    assert result is not None
+    assert (result.error, result.error_detail) == (Reason.PROBE_DEADLINE, "probe overran")
+    assert result.duration == 35.0
+    assert [v.verdict for v in result.versions] == [Verdict.UNKNOWN]
 
 
 def test_a_crashing_probe_costs_one_result() -> None:
@@ -305,7 +318,8 @@ def test_reload_right_after_dispatch_frees_the_slot() -> None:
         await scheduler.stop()
 
     run(case)
-    assert stand_in.runs == {"mx": [(1000.0, 1001.0)]}  # only the moved target was probed
+    assert stand_in.runs == {"mx": [(1000.0, 1001.0)]}
+    assert stand_in.hosts == ["mx1.example.org"]  # only the moved target was probed
     result = store.result("mx")
     assert result is not None
     assert result.success
