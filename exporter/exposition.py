@@ -27,25 +27,34 @@ TEXT = "text"
 OPENMETRICS = "openmetrics"
 
 
+#: `escaping` values under which every name of this exporter (all legacy names) is written
+#: as it is; `dots` and `values` rewrite underscores, and are left to the client library.
+_VERBATIM_ESCAPING = (None, "underscores", "allow-utf-8")
+
+
 def exposition_format(content_type: str) -> str | None:
     """`TEXT` or `OPENMETRICS` for the content types of those formats, else None.
 
-    Parameters other than the version do not matter here: `charset` is always UTF-8, and
-    every metric and label name of this exporter is a legacy name, which no `escaping`
-    scheme changes (prometheus_client 0.26 adds `escaping=underscores` to the OpenMetrics
-    type it answers Prometheus 2 with, `escaping=allow-utf-8` for Prometheus 3). For the
-    same reason the text format 1.0.0 (Prometheus 3) is byte for byte the text format 0.0.4.
+    `charset` is always UTF-8. prometheus_client 0.26 adds `escaping=underscores` to the
+    OpenMetrics type it answers Prometheus 2 with, `escaping=allow-utf-8` for Prometheus 3:
+    both leave legacy names as they are, so the cached lines serve them, and the text format
+    1.0.0 (Prometheus 3) is then byte for byte the text format 0.0.4.
     """
     media, *params = (part.strip() for part in content_type.split(";"))
-    version = next(
-        (p.partition("=")[2].strip() for p in params if p.partition("=")[0].strip() == "version"),
-        None,
-    )
+    values = dict(_param(p) for p in params)
+    if values.get("escaping") not in _VERBATIM_ESCAPING:
+        return None
+    version = values.get("version")
     if media == "text/plain" and version in (None, "0.0.4", "1.0.0"):
         return TEXT
     if media == "application/openmetrics-text" and version == "1.0.0":
         return OPENMETRICS
     return None
+
+
+def _param(text: str) -> tuple[str, str]:
+    name, _, value = text.partition("=")
+    return name.strip().lower(), value.strip()
 
 
 def _escape(value: str) -> str:
