@@ -170,7 +170,8 @@ def _idna_problem(name: str, exc: idna.IDNAError) -> str:
         legacy = name.encode("idna").decode("ascii")
     except UnicodeError:
         return why
-    if "xn--" not in legacy:  # IDNA 2003 dropped the character: that is another name
+    if "xn--" not in legacy or hostname_problem(legacy) is not None:
+        # IDNA 2003 dropped the character (another name), or the name is no host name at all
         return why
     return f"{why}; if it is registered under the older IDNA 2003 rules, write {legacy!r}"
 
@@ -234,11 +235,7 @@ def ehlo_name_problem(value: str) -> str | None:
 
 def is_ip_address(text: str) -> bool:
     """True for an IPv4 or IPv6 address (no brackets)."""
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+    return is_ipv4(text) or is_ipv6(text)
 
 
 def sni_name(servername: str) -> str | None:
@@ -276,9 +273,12 @@ def split_host_port(text: str) -> tuple[str, str | None]:
             raise ValueError(f"bad address {text!r}: expected [IPv6]:PORT")
         return host, rest[1:] if rest else None
     if text.count(":") > 1:
-        if not is_ipv6(text):
+        if is_ipv6(text):
+            return text, None
+        head = text.rpartition(":")[0]
+        if "::" in text or re.fullmatch(r"[0-9A-Fa-f:.]+", head):  # meant as an address
             raise ValueError(f"bad address {text!r}: an IPv6 address with a port needs brackets")
-        return text, None
+        raise ValueError(f"bad address {text!r}: expected HOST or HOST:PORT")
     host, sep, port = text.partition(":")
     return host, port if sep else None
 

@@ -257,6 +257,11 @@ def test_ip_addresses(text: str, v4: bool, v6: bool) -> None:
     assert (is_ipv4(text), is_ipv6(text), is_ip_address(text)) == (v4, v6, v4 or v6)
 
 
+def test_no_idna_2003_hint_for_a_name_that_is_no_host_name() -> None:
+    _, problem = parse_host("mx$ä.example", unicode=True)
+    assert problem == "contains '$' (U+0024), which IDNA 2008 does not allow"
+
+
 @pytest.mark.parametrize(
     ("servername", "sni"),
     [
@@ -325,6 +330,8 @@ def test_split_host_port(text: str, split: tuple[str, str | None]) -> None:
         ("[2001:db8::1", "expected [IPv6]:PORT"),
         ("[2001:db8::1]x", "expected [IPv6]:PORT"),
         ("2001:db8::zz:25", "an IPv6 address with a port needs brackets"),
+        ("2001:db8:1:25", "an IPv6 address with a port needs brackets"),
+        ("mx.example.org:25:26", "expected HOST or HOST:PORT"),
     ],
 )
 def test_bad_host_port(text: str, problem: str) -> None:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Final
 
 from exporter.names import is_ip_address
 from exporter.probe.deadline import CONNECT_TIMEOUT, Deadline, ProbeFailure
+from exporter.probe.outcomes import CONNECT_FAILURES
 from exporter.probe.smtp import MAX_LINE
 from exporter.results import Reason
-
-#: Failures of one address that the next address may not share.
-_TRY_NEXT: Final = (Reason.CONNECT_REFUSED, Reason.CONNECT_ERROR, Reason.CONNECT_TIMEOUT)
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -20,22 +17,43 @@ Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 class Endpoint:
     """The target's addresses. Every connection of a probe goes to the first address that
     answered, so all verdicts describe one server; an address that fails (no route,
-    refused, silence: broken IPv6 is common) makes way for the next."""
+    refused, silence: broken IPv6 is common) makes way for the next.
+
+    Until one address has answered, connections wait for the first: a host that is down or
+    refuses costs one connection attempt per address, not one per connection of the probe.
+    """
 
     def __init__(self, addresses: list[str], port: int) -> None:
         self.addresses = addresses
         self.port = port
         #: The address that answered; every later connection goes there.
         self.working: str | None = None
+        self._first = asyncio.Lock()
+        #: Why no address answered the first connection: the others meet it too.
+        self._unreachable: ProbeFailure | None = None
 
     async def connect(self, deadline: Deadline) -> Streams:
+        if self.working is None:
+            async with self._first:
+                if self._unreachable is not None:
+                    raise self._unreachable
+                if self.working is None:
+                    try:
+                        return await self._connect(deadline)
+                    except ProbeFailure as failure:
+                        self._unreachable = failure
+                        raise
+        # An address answered: connect there, all at once, without holding the others up.
+        return await self._connect(deadline)
+
+    async def _connect(self, deadline: Deadline) -> Streams:
         order = [self.working] if self.working else self.addresses
         failure: ProbeFailure | None = None
         for address in order:
             try:
                 streams = await _open(address, self.port, deadline)
             except ProbeFailure as exc:
-                if exc.reason not in _TRY_NEXT or deadline.left() <= 0:
+                if exc.reason not in CONNECT_FAILURES or deadline.left() <= 0:
                     raise
                 failure = failure or exc
                 continue

@@ -13,15 +13,12 @@ from typing import Final
 from exporter.probe.deadline import ProbeFailure
 from exporter.results import Negotiated, Reason
 
-#: Failures that every other connection of the probe would meet too.
-_FATAL: Final = frozenset(
-    {
-        Reason.RESOLVE_FAILED,
-        Reason.CONNECT_REFUSED,
-        Reason.CONNECT_ERROR,
-        Reason.CONNECT_TIMEOUT,
-    }
+#: Failures to reach an address: the next address of the host may answer.
+CONNECT_FAILURES: Final = frozenset(
+    {Reason.CONNECT_REFUSED, Reason.CONNECT_ERROR, Reason.CONNECT_TIMEOUT}
 )
+#: Failures that every other connection of the probe would meet too.
+_FATAL: Final = CONNECT_FAILURES | {Reason.RESOLVE_FAILED}
 
 
 @dataclass(frozen=True, slots=True)
