@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import posixpath
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import trustme
 import yaml
 
+from exporter.shard import Shard, parse_shard
 from tests.support.tools import require_tool
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +32,7 @@ FULLNAME = "mail-smtp-tls-exporter"
 CONFIG_DIR = "/etc/smtp-tls-exporter"
 # Oldest and newest Kubernetes versions the rendered manifests are checked against.
 KUBERNETES_VERSIONS = ("1.25", kubernetes_validate.latest_version())
-CORE_KINDS = {"ServiceAccount", "ConfigMap", "Service", "Deployment"}
+CORE_KINDS = {"ServiceAccount", "ConfigMap", "Service", "Deployment", "StatefulSet"}
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 # name -> values file (None: the chart's defaults)
@@ -39,7 +41,10 @@ CASES: dict[str, Path | None] = {
     "full": VALUES_DIR / "full.yaml",
     "ipv6": VALUES_DIR / "ipv6.yaml",
     "ca-configmap": VALUES_DIR / "ca-configmap.yaml",
+    "sharding": VALUES_DIR / "sharding.yaml",
 }
+#: The shards of the sharding case (sharding.shards in its values file).
+SHARDS = 3
 
 Manifest = dict[str, Any]
 
@@ -84,8 +89,15 @@ def deployment(manifests: list[Manifest]) -> Manifest:
     return only(manifests, "Deployment")
 
 
+def workload(manifests: list[Manifest]) -> Manifest:
+    """What runs the pods: the Deployment, or the StatefulSet when sharding is on."""
+    found = [m for m in manifests if m["kind"] in ("Deployment", "StatefulSet")]
+    assert len(found) == 1, [m["kind"] for m in found]
+    return found[0]
+
+
 def container(manifests: list[Manifest]) -> Manifest:
-    containers = deployment(manifests)["spec"]["template"]["spec"]["containers"]
+    containers = workload(manifests)["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     result: Manifest = containers[0]
     return result
@@ -201,8 +213,7 @@ def test_full_renders_optional_kinds() -> None:
 
 def test_deployment_runs_the_exporter(case: tuple[str, list[Manifest]]) -> None:
     name, manifests = case
-    deploy = deployment(manifests)
-    assert deploy["spec"]["replicas"] == 1
+    assert workload(manifests)["spec"]["replicas"] == (SHARDS if name == "sharding" else 1)
     c = container(manifests)
     assert c["command"] == ["smtp-tls-exporter"]
     assert c["args"][:2] == [
@@ -220,7 +231,7 @@ def test_deployment_runs_the_exporter(case: tuple[str, list[Manifest]]) -> None:
 
 def test_security_context(case: tuple[str, list[Manifest]]) -> None:
     _name, manifests = case
-    pod = deployment(manifests)["spec"]["template"]["spec"]
+    pod = workload(manifests)["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
@@ -248,7 +259,7 @@ def test_service(case: tuple[str, list[Manifest]]) -> None:
     assert service["spec"]["ports"] == [
         {"name": "http-metrics", "port": 9025, "targetPort": "http-metrics", "protocol": "TCP"}
     ]
-    pod_labels = deployment(manifests)["spec"]["template"]["metadata"]["labels"]
+    pod_labels = workload(manifests)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
@@ -281,7 +292,7 @@ def test_config_checksum_rolls_the_pod() -> None:
 # --- the config file -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["full", "ipv6", "ca-configmap"])
+@pytest.mark.parametrize("name", ["full", "ipv6", "ca-configmap", "sharding"])
 def test_config_reproduces_values(name: str) -> None:
     values = load_values(CASES[name])
     _text, config = rendered_config(template(CASES[name]))
@@ -435,7 +446,7 @@ def check_config(path: Path) -> tuple[bool, str]:
     reason="config loader not available",
     strict=False,
 )
-@pytest.mark.parametrize("name", ["full", "ipv6", "ca-configmap", "default"])
+@pytest.mark.parametrize("name", ["full", "ipv6", "ca-configmap", "sharding", "default"])
 def test_rendered_config_passes_the_exporters_check(name: str, tmp_path: Path) -> None:
     text, config = rendered_config(template(CASES[name]))
     path = write_config_for_check(text, config, tmp_path)
@@ -512,3 +523,148 @@ def test_notes_warn_about_missing_targets() -> None:
     assert "config.targets is empty" not in full
     assert "4 SMTP target(s)" in full
     assert "PrometheusRule" in full
+
+
+# --- sharding: a StatefulSet whose pod I probes shard I ------------------------------------
+
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+
+
+def expand(arg: str, env: dict[str, str]) -> str:
+    """An argument as the kubelet passes it: `$(NAME)` replaced by the container's env var."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)
+
+
+def test_sharding_renders_a_statefulset_and_a_headless_service() -> None:
+    manifests = template(CASES["sharding"])
+    kinds = sorted(m["kind"] for m in manifests)
+    assert kinds == ["ConfigMap", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"]
+    statefulset = only(manifests, "StatefulSet")
+    service = only(manifests, "Service")
+    assert statefulset["metadata"]["name"] == FULLNAME
+    assert statefulset["spec"]["replicas"] == SHARDS
+    assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
+    assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
+    assert service["spec"]["clusterIP"] == "None"
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert statefulset["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_sharding_replaces_replica_count() -> None:
+    manifests = template(CASES["sharding"], "--set", "replicaCount=5")
+    assert only(manifests, "StatefulSet")["spec"]["replicas"] == SHARDS
+
+
+def test_each_pod_takes_its_shard_from_its_ordinal() -> None:
+    c = container(template(CASES["sharding"]))
+    [shard_arg] = [a for a in c["args"] if a.startswith("--shard")]
+    assert shard_arg == f"--shard=$(POD_INDEX)/{SHARDS}"
+    assert c["args"][-1] == "--probe.concurrency=20"  # extraArgs still come last
+    env = {e["name"]: e for e in c["env"]}
+    assert list(env) == ["POD_INDEX", "TZ"]
+    assert env["POD_INDEX"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": f"metadata.labels['{POD_INDEX_LABEL}']"}
+    }
+    # Every $(VAR) in the args names a variable the container defines (else Kubernetes would
+    # pass it on literally), and each ordinal becomes a shard the exporter takes.
+    for arg in c["args"]:
+        assert set(re.findall(r"\$\((\w+)\)", arg)) <= set(env), arg
+    for ordinal in range(SHARDS):
+        expanded = expand(shard_arg, {"POD_INDEX": str(ordinal)})
+        assert parse_shard(expanded.removeprefix("--shard=")) == Shard(ordinal, SHARDS)
+
+
+def test_pods_of_the_statefulset_split_the_rendered_config(tmp_path: Path) -> None:
+    """`--config.check` of every pod's shard on the rendered config: the counts add up."""
+    manifests = template(CASES["sharding"])
+    text, config = rendered_config(manifests)
+    path = write_config_for_check(text, config, tmp_path)
+    shard_arg = next(a for a in container(manifests)["args"] if a.startswith("--shard"))
+    total = len(config["targets"])
+    counts = []
+    for ordinal in range(SHARDS):
+        done = subprocess.run(
+            [sys.executable, "-m", "exporter", "--config.check", f"--config.file={path}",
+             expand(shard_arg, {"POD_INDEX": str(ordinal)})],
+            capture_output=True, text=True, cwd=REPO_ROOT, check=False, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        found = re.search(rf"OK, (\d+) of {total} targets on shard {ordinal}/{SHARDS}", done.stdout)
+        assert found, done.stdout
+        counts.append(int(found.group(1)))
+    assert sum(counts) == total
+
+
+def test_sharding_service_monitor_scrapes_every_pod() -> None:
+    """The ServiceMonitor selects the one (headless) Service, which lists every pod of the
+    StatefulSet on the port the ServiceMonitor scrapes: each shard is scraped, once."""
+    manifests = template(CASES["sharding"])
+    monitor = only(manifests, "ServiceMonitor")["spec"]
+    services = [
+        m
+        for m in manifests
+        if m["kind"] == "Service"
+        and monitor["selector"]["matchLabels"].items() <= m["metadata"]["labels"].items()
+    ]
+    assert len(services) == 1  # two would scrape every pod twice
+    [service] = services
+    assert service["spec"]["clusterIP"] == "None"
+    pod = only(manifests, "StatefulSet")["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    [endpoint] = monitor["endpoints"]
+    port = next(p for p in service["spec"]["ports"] if p["name"] == endpoint["port"])
+    [c] = pod["spec"]["containers"]
+    assert port["targetPort"] in {p["name"] for p in c["ports"]}
+
+
+def test_sharding_off_by_default() -> None:
+    manifests = template()
+    assert not [m for m in manifests if m["kind"] == "StatefulSet"]
+    assert "clusterIP" not in only(manifests, "Service")["spec"]
+    assert not [a for a in container(manifests)["args"] if "--shard" in a]
+    assert "env" not in container(manifests)
+
+
+@pytest.mark.parametrize(("version", "renders"), [("1.27.9", False), ("1.28.0", True)])
+def test_sharding_needs_kubernetes_1_28(version: str, renders: bool) -> None:
+    result = run_helm(
+        "template", RELEASE, str(CHART), "--values", str(CASES["sharding"]),
+        "--kube-version", version,
+    )  # fmt: skip
+    assert (result.returncode == 0) == renders, result.stderr
+    if not renders:
+        assert "needs Kubernetes 1.28 or newer" in result.stderr
+        assert f"--shard=I/{SHARDS}" in result.stderr  # the way out on an older cluster
+
+
+def test_sharding_needs_a_cluster_ip_service() -> None:
+    result = run_helm(
+        "template", RELEASE, str(CHART), "--values", str(CASES["sharding"]),
+        "--set", "service.type=NodePort",
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "service.type ClusterIP" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "setting", ["sharding.shards=-1", "sharding.shards=two", "sharding.shard=3"]
+)
+def test_schema_refuses_bad_sharding(setting: str) -> None:
+    result = run_helm(
+        "template", RELEASE, str(CHART),
+        "--set", "config.targets[0].host=mx.example.org", "--set", setting,
+    )  # fmt: skip
+    assert result.returncode != 0, setting
+    assert "schema" in result.stderr.lower(), result.stderr
+
+
+def test_notes_name_the_shards() -> None:
+    result = run_helm(
+        "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE,
+        "--values", str(CASES["sharding"]),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert f"split between {SHARDS} shards" in notes
+    assert f"port-forward pod/{FULLNAME}-0" in notes
