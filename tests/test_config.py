@@ -787,3 +787,40 @@ def test_valid_configs_load(defaults: dict[str, Any], targets: list[dict[str, An
             for k, v in {**defaults.get("labels", {}), **written.get("labels", {})}.items()
         }
         assert dict(target.labels) == labels
+
+
+# --- Every key reaches the target -----------------------------------------------------------
+
+#: For every key a target may set: a value in YAML, and what the `Target` then holds. A new
+#: key needs a row here, so a key that is validated but never reaches the probe fails.
+EVERY_KEY: dict[str, tuple[str, tuple[str, object]]] = {
+    "host": ("mx9.example.org", ("host", "mx9.example.org")),
+    "port": ("2525", ("port", 2525)),
+    "tls": ("implicit", ("tls", TLSMode.IMPLICIT)),
+    "name": ("mx-nine", ("name", "mx-nine")),
+    "servername": ("mail.example.org", ("servername", "mail.example.org")),
+    "interval": ("7m", ("interval", 420.0)),
+    "timeout": ("17s", ("timeout", 17.0)),
+    "ehlo_name": ("other.example.org", ("ehlo_name", "other.example.org")),
+    "ca_file": ("null", ("ca_file", None)),
+    "versions": ("['1.2']", ("versions", (TLSVersion.TLS1_2,))),
+    "connections": ("3", ("connections", 3)),
+    "labels": ("{site: eu}", ("labels", (("site", "eu"),))),
+}
+
+
+def test_every_target_key_has_a_row() -> None:
+    assert sorted(EVERY_KEY) == sorted(TARGET_KEYS)
+
+
+@pytest.mark.parametrize("key", sorted(EVERY_KEY))
+def test_every_target_key_reaches_the_target(key: str, ca_pem: Path) -> None:
+    written, (field, expected) = EVERY_KEY[key]
+    base = {"host": "mx1.example.org", "ca_file": str(ca_pem)}
+    entries = {**base, key: written}
+    body = "\n".join(f"    {k}: {v}" for k, v in entries.items())
+    (target,) = parse(f"targets:\n  -\n{body}\n").targets
+    (plain,) = parse(f"targets:\n  - host: mx1.example.org\n    ca_file: {ca_pem}\n").targets
+    assert getattr(target, field) == expected
+    if key != "host":  # the host is required, so it is in both
+        assert getattr(plain, field) != expected, "the row's value must differ from the default"
