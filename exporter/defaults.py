@@ -1,5 +1,6 @@
-"""Every default and limit of a setting, in one place: the config file, the command line,
-the chart's schema and the probe all read them from here."""
+"""The defaults and limits of the settings, in one place: the config file (and through its
+schema the chart), the command line, the target model and the scheduler read them here.
+Durations' own limit lives with them in `exporter.durations`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The exporter process's wiring: logging of outcomes, signal reloads, /metrics serving."""
+"""The running exporter (exporter.app) and its HTTP layer: logging of outcomes, signal
+reloads, /metrics serving."""
 
 from __future__ import annotations
 
