@@ -60,7 +60,7 @@ def probe_key(target: Target) -> tuple[object, ...]:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class _State:
     target: Target
     generation: int
@@ -76,7 +76,7 @@ class _State:
     parked: bool = False
 
 
-@dataclass(order=True)
+@dataclass(order=True, slots=True)
 class _Entry:
     due: float
     name: str = field(compare=False)
