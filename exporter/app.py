@@ -85,9 +85,7 @@ class Exporter:
         self.scheduler.apply(targets)
         fields: dict[str, object] = {"file": self.config_file, "targets": len(targets)}
         if self.shard is not None:
-            self.store.shard = ShardStatus(
-                self.shard.index, self.shard.count, len(targets), len(config.targets)
-            )
+            self.store.shard = ShardStatus(self.shard.index, self.shard.count, len(config.targets))
             fields |= {"shard": str(self.shard), "config_targets": len(config.targets)}
         self.store.reloaded(True)
         log.info("config loaded", extra={"fields": fields})

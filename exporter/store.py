@@ -23,12 +23,12 @@ class ReloadStatus:
 
 @dataclass(frozen=True, slots=True)
 class ShardStatus:
-    """This process's share of the config under `--shard=I/N`: shard `index` of `count`,
-    holding `targets` of the `config_targets` in the config file."""
+    """This process's share of the config under `--shard=I/N`: shard `index` of `count`.
+    `config_targets` counts the config file's targets, every shard's; `target_count` this
+    shard's."""
 
     index: int
     count: int
-    targets: int
     config_targets: int
 
 

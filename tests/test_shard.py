@@ -213,7 +213,7 @@ async def test_reload_keeps_every_target_on_its_shard(tmp_path: Path) -> None:
     before = stored_names(exporter)
     assert before == {n for n, _ in first if shard_of(n, 3) == 1}
     assert exporter.store.target_count == len(before)
-    assert exporter.store.shard == ShardStatus(1, 3, len(before), 30)
+    assert exporter.store.shard == ShardStatus(1, 3, 30)
 
     path.write_text(config_text(entries(second, site="eu")))
     ok, message = await exporter.reload()
@@ -221,7 +221,7 @@ async def test_reload_keeps_every_target_on_its_shard(tmp_path: Path) -> None:
     after = stored_names(exporter)
     assert after == {n for n, _ in second if shard_of(n, 3) == 1}
     assert before & after == before - {n for n, _ in first[:10]}
-    assert exporter.store.shard == ShardStatus(1, 3, len(after), 40)
+    assert exporter.store.shard == ShardStatus(1, 3, 40)
     assert message == f"config reloaded: {len(after)} of 40 targets on shard 1/3"
     assert all(dict(t.labels) == {"site": "eu"} for t, _ in exporter.store.snapshot())
     await exporter.stop_reloads()
@@ -243,7 +243,7 @@ def test_a_shard_without_targets_runs_and_says_so(caplog: pytest.LogCaptureFixtu
     exporter.install(config)
     assert exporter.store.target_count == 0
     assert exporter.store.ready
-    assert exporter.store.shard == ShardStatus(empty.index, 2, 0, 1)
+    assert exporter.store.shard == ShardStatus(empty.index, 2, 1)
     assert "this shard has no targets" in caplog.text
 
 
