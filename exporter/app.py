@@ -10,6 +10,7 @@ import sys
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
 
+from exporter import limits
 from exporter.collector import ExporterCollector, ResultCollector
 from exporter.config import Config, ConfigError, load_config
 from exporter.exposition import CachedExposition
@@ -173,12 +174,23 @@ def serve(
     config: Config,
     host: str | None,
     port: int,
-    concurrency: int,
+    concurrency: int | None,
     shard: Shard | None = None,
 ) -> int:
-    """Serve until SIGTERM or SIGINT; 1 when the listen address cannot be bound."""
+    """Serve until SIGTERM or SIGINT; 1 when the listen address cannot be bound.
+
+    `concurrency` bounds probes at once; None: as many as the open files limit allows."""
     # Until the event loop takes the signals over, a SIGHUP (a reload sent too early)
     # must not end the process.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    exporter = Exporter(config_file, concurrency, shard)
+    open_files = limits.raise_open_files_limit()
+    bound = limits.concurrency(concurrency, open_files)
+    fields = {"probes": bound, "open_files": open_files}
+    if concurrency is not None and bound < concurrency:
+        log.warning(
+            "--probe.concurrency is more than the open files allow", extra={"fields": fields}
+        )
+    else:
+        log.info("probe concurrency", extra={"fields": fields})
+    exporter = Exporter(config_file, bound, shard)
     return asyncio.run(_serve(exporter, config, host, port))

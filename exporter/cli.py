@@ -15,10 +15,16 @@ import sys
 from collections.abc import Sequence
 
 from exporter import __version__, defaults
-from exporter.durations import MAX_DURATION
+from exporter.config.values import InvalidValue, read_duration, read_versions
 from exporter.logs import LEVELS
-from exporter.names import ehlo_name_problem, parse_host, parse_listen_address, parse_port
-from exporter.names import split_host_port as split_address
+from exporter.names import (
+    ehlo_name_problem,
+    machine_ehlo_name,
+    parse_host,
+    parse_listen_address,
+    parse_port,
+    split_host_port,
+)
 from exporter.shard import Shard, parse_shard
 from exporter.target import DEFAULT_VERSIONS, Target, TLSMode, TLSVersion
 
@@ -29,28 +35,30 @@ __all__ = ["__version__", "main"]
 
 
 def _versions(text: str) -> tuple[TLSVersion, ...]:
-    chosen = []
-    for item in text.split(","):
-        try:
-            chosen.append(TLSVersion(item.strip()))
-        except ValueError:
-            valid = ", ".join(v.value for v in TLSVersion)
-            raise argparse.ArgumentTypeError(f"unknown version {item!r} (valid: {valid})") from None
-    return tuple(chosen)
+    """Versions as the config file takes them (`1.2`, `TLSv1.2`), comma-separated."""
+    try:
+        return read_versions([item.strip() for item in text.split(",")])
+    except InvalidValue as exc:
+        raise argparse.ArgumentTypeError(_problems(exc)) from None
 
 
 def _seconds(text: str) -> float:
+    """A duration as the config file takes it (`30s`, `1m30s`), or a number of seconds."""
+    value: float | str
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"must be a finite number of seconds greater than 0, got {text!r}"
-        )
-    if value > MAX_DURATION:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_DURATION:.0f} seconds (one year)")
-    return value
+        value = text
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, got {text!r}")
+    try:
+        return read_duration(value, minimum=None)
+    except InvalidValue as exc:
+        raise argparse.ArgumentTypeError(_problems(exc)) from None
+
+
+def _problems(exc: InvalidValue) -> str:
+    return "; ".join(problem.message for problem in exc.problems)
 
 
 def _ehlo_name(text: str) -> str:
@@ -138,9 +146,10 @@ def exporter_parser() -> argparse.ArgumentParser:
         "--probe.concurrency",
         dest="concurrency",
         type=_concurrency,
-        default=defaults.DEFAULT_CONCURRENCY,
         metavar="N",
-        help=f"probes running at once across all targets ({defaults.DEFAULT_CONCURRENCY})",
+        help="the most probes running at once across all targets (default: as many as the"
+        " open files limit allows, which is raised to its hard limit at start; fewer while"
+        " the CPU is busy)",
     )
     parser.add_argument(
         "--shard",
@@ -200,7 +209,7 @@ def check_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=_seconds,
         default=defaults.DEFAULT_TIMEOUT,
-        help=f"deadline in seconds ({defaults.DEFAULT_TIMEOUT:.0f})",
+        help=f"deadline: a duration like 45s, or seconds ({defaults.DEFAULT_TIMEOUT:.0f}s)",
     )
     parser.add_argument(
         "--ehlo-name",
@@ -228,10 +237,8 @@ def check_parser() -> argparse.ArgumentParser:
 
 def _check_target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Target:
     """The target the flags describe; a bad one is a usage error (exit 2)."""
-    from exporter.names import machine_ehlo_name
-
     try:
-        host, port_text = split_address(args.address)
+        host, port_text = split_host_port(args.address)
         port = parse_port(port_text) if port_text is not None else defaults.DEFAULT_PORT
     except ValueError as exc:
         parser.error(str(exc))

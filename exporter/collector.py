@@ -189,7 +189,24 @@ class ExporterCollector(Collector):
             store.overdue_probes,
         )
         yield GaugeMetricFamily(
-            "smtp_tls_exporter_targets", "Targets in the running config.", store.target_count
+            "smtp_tls_exporter_probes_running", "Probes running now.", store.probes_running
+        )
+        yield GaugeMetricFamily(
+            "smtp_tls_exporter_probe_concurrency",
+            "The most probes that may run at once (--probe.concurrency, or what the open files"
+            " limit allows).",
+            store.probe_concurrency,
+        )
+        yield GaugeMetricFamily(
+            "smtp_tls_exporter_event_loop_lag_seconds",
+            "How late the event loop runs, smoothed; no new probe starts while it is over"
+            " 0.25 s (a busy CPU).",
+            store.event_loop_lag_seconds,
+        )
+        yield GaugeMetricFamily(
+            "smtp_tls_exporter_targets",
+            "Targets in the running config (this shard's, under --shard).",
+            store.target_count,
         )
         reload = store.reload
         yield GaugeMetricFamily(
@@ -202,6 +219,7 @@ class ExporterCollector(Collector):
             "When the config file was last loaded successfully, in Unix seconds.",
             reload.last_success,
         )
+        yield from _shard_families(store)
         yield InfoMetricFamily(
             "smtp_tls_exporter_build",
             "Exporter, Python and OpenSSL versions.",
@@ -211,3 +229,20 @@ class ExporterCollector(Collector):
                 "openssl_version": ssl.OPENSSL_VERSION,
             },
         )
+
+
+def _shard_families(store: ResultStore) -> Iterator[Metric]:
+    """Under `--shard=I/N`: which shard this process is, and the whole config's size."""
+    shard = store.shard
+    if shard is None:
+        return
+    yield InfoMetricFamily(
+        "smtp_tls_exporter_shard",
+        "This process's shard of the config's targets (--shard=I/N).",
+        {"shard": str(shard.index), "shards": str(shard.count)},
+    )
+    yield GaugeMetricFamily(
+        "smtp_tls_exporter_config_targets",
+        "Targets in the config file, every shard's; smtp_tls_exporter_targets counts this shard's.",
+        shard.config_targets,
+    )

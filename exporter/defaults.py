@@ -17,8 +17,6 @@ MIN_INTERVAL: Final = 1.0
 #: are paid once, not twice, within the timeout.
 DEFAULT_CONNECTIONS: Final = 6
 MAX_CONNECTIONS: Final = 10
-#: Probes at once across all targets (`--probe.concurrency`).
-DEFAULT_CONCURRENCY: Final = 50
 DEFAULT_LISTEN_ADDRESS: Final = ":9025"
 DEFAULT_CONFIG_FILE: Final = "config.yaml"
 #: A CA bundle larger than this is surely the wrong file.

@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from exporter.clock import Clock, SystemClock
-from exporter.defaults import DEFAULT_CONCURRENCY
 from exporter.results import ProbeResult, Reason
 from exporter.store import ResultStore
 from exporter.target import Target
@@ -37,6 +36,8 @@ ProbeFunction = Callable[[Target], Awaitable[ProbeResult]]
 _LAG_TICK = 0.5
 #: Lag (seconds late the dispatcher wakes) at which no new probe starts: the CPU is busy.
 MAX_LAG = 0.25
+#: The bound when none is given: only the event loop's lag holds the dispatcher back.
+_UNBOUNDED = 1 << 30
 #: Weight of the newest lag reading in the smoothed lag.
 _LAG_WEIGHT = 0.3
 #: Extra time past a target's own timeout before its probe is abandoned.
@@ -90,15 +91,17 @@ class Scheduler:
         self,
         store: ResultStore,
         probe: ProbeFunction,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | None = None,
         on_result: Callable[[Target, ProbeResult], None] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._clock = clock or SystemClock()
         self._store = store
         self._probe = probe
-        #: Upper bound of probes at once; the event loop's lag may hold the dispatcher lower.
-        self.concurrency = max(1, concurrency)
+        #: Upper bound of probes at once (None: none but the event loop's lag, which may
+        #: hold the dispatcher lower in any case); the app passes the open files' bound.
+        self.concurrency = _UNBOUNDED if concurrency is None else max(1, concurrency)
+        store.probe_concurrency = self.concurrency
         self._on_result = on_result
         self._states: dict[str, _State] = {}
         self._heap: list[_Entry] = []
@@ -225,6 +228,7 @@ class Scheduler:
             late = max(0.0, self._clock.monotonic() - start - _LAG_TICK)
             was_saturated = self.lag >= MAX_LAG
             self.lag += _LAG_WEIGHT * (late - self.lag)
+            self._store.event_loop_lag_seconds = self.lag
             if was_saturated and self.lag < MAX_LAG:
                 self._wake.set()
 
@@ -250,6 +254,7 @@ class Scheduler:
 
     def _start(self, state: _State, host: str) -> None:
         self._running += 1
+        self._store.probes_running = self._running
         self._busy_hosts[host] = state.target.name
         state.last_start = self._clock.monotonic()
         self._store.probe_started(state.last_start - state.scheduled)
@@ -305,6 +310,7 @@ class Scheduler:
 
     def _finished(self, state: _State, host: str) -> None:
         self._running -= 1
+        self._store.probes_running = self._running
         if self._busy_hosts.get(host) == state.target.name:
             del self._busy_hosts[host]
             self._release_host(host)

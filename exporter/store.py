@@ -42,12 +42,17 @@ class ResultStore:
         self.failures_total: Counter[Reason] = Counter()
         self.reload = ReloadStatus(successful=False, last_success=0.0)
         self.ready = False
-        #: How late the most recently started probe started: seconds past its due time.
-        #: Lasting lateness means `--probe.concurrency` is too small for the targets (a probe
-        #: also waits while another probe of its host runs).
+        #: How late the most recently started probe started: seconds past its due time, not
+        #: counting a wait for another probe of its host. Lasting lateness means the process
+        #: cannot carry its targets: too small a `--probe.concurrency`, or a busy CPU.
         self.schedule_delay_seconds = 0.0
         #: Probes past their due time still waiting for a free slot (0 while slots are free).
         self.overdue_probes = 0
+        #: Probes running now, and the most that may run at once.
+        self.probes_running = 0
+        self.probe_concurrency = 0
+        #: How late the event loop runs, smoothed: no new probe starts while it is high.
+        self.event_loop_lag_seconds = 0.0
         #: Set by the app under `--shard` (on every config load); None when this process
         #: probes every target of the config.
         self.shard: ShardStatus | None = None

@@ -23,7 +23,7 @@ from exporter.results import (
     VerifyError,
     VersionResult,
 )
-from exporter.store import ResultStore
+from exporter.store import ResultStore, ShardStatus
 from exporter.target import Target, TLSVersion
 from tests.support.prometheus import PROMETHEUS_3_ACCEPT, PROMETHEUS_ACCEPT
 
@@ -158,6 +158,9 @@ def test_exposition_of_a_healthy_and_a_failing_target() -> None:
         "smtp_tls_exporter_targets 2.0",
         "smtp_tls_exporter_schedule_delay_seconds 0.0",
         "smtp_tls_exporter_overdue_probes 0.0",
+        "smtp_tls_exporter_probes_running 0.0",
+        "smtp_tls_exporter_probe_concurrency 0.0",
+        "smtp_tls_exporter_event_loop_lag_seconds 0.0",
         "smtp_tls_exporter_config_last_reload_successful 1.0",
     ]
     for line in expected:
@@ -272,3 +275,12 @@ def test_detail_label_masks_per_connection_ids() -> None:
     assert stable_detail("mx1-eu-west.mail.protection.outlook.com said 554 5.7.1") == (
         "mx1-eu-west.mail.protection.outlook.com said 554 5.7.1"
     )
+
+
+def test_shard_families_only_under_shard() -> None:
+    store = ResultStore()
+    assert not any(line.startswith("smtp_tls_exporter_shard") for line in _scrape(store))
+    store.shard = ShardStatus(index=1, count=3, config_targets=14)
+    lines = _scrape(store)
+    assert 'smtp_tls_exporter_shard_info{shard="1",shards="3"} 1.0' in lines
+    assert "smtp_tls_exporter_config_targets 14.0" in lines
