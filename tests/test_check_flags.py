@@ -9,7 +9,7 @@ import pytest
 
 import exporter.probe
 from exporter.cli import main
-from exporter.target import Target
+from exporter.target import Target, TLSVersion
 
 # Nothing listens on port 1: were a flag let through, the probe would fail (exit 1), not 2.
 ADDRESS = "127.0.0.1:1"
@@ -80,7 +80,19 @@ def test_bad_host(capsys: pytest.CaptureFixture[str], address: str, expected: st
     assert expected in usage_error(capsys, address)
 
 
-@pytest.mark.parametrize("timeout", ["nan", "NaN", "inf", "-inf", "0", "-1", "1e400", "1e300"])
+@pytest.mark.parametrize(
+    ("versions", "expected"),
+    [("1.2,1.2", "1.2 is listed twice"), ("1.4", "unknown version '1.4'"), ("", "unknown")],
+)
+def test_bad_versions(capsys: pytest.CaptureFixture[str], versions: str, expected: str) -> None:
+    message = usage_error(capsys, ADDRESS, f"--versions={versions}")
+    assert "argument --versions:" in message
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    "timeout", ["nan", "NaN", "inf", "-inf", "0", "-1", "1e400", "1e300", "30x", "2y", ""]
+)
 def test_bad_timeout(capsys: pytest.CaptureFixture[str], timeout: str) -> None:
     assert "argument --timeout:" in usage_error(capsys, ADDRESS, f"--timeout={timeout}")
 
@@ -95,6 +107,8 @@ def test_bad_timeout(capsys: pytest.CaptureFixture[str], timeout: str) -> None:
         ["--ehlo-name", "[IPv6:2001:db8::1]"],
         ["--ehlo-name", "probe.example.org"],
         ["--timeout", "0.5"],
+        ["--timeout", "1m30s"],
+        ["--versions", "TLSv1.3,1.0"],
     ],
 )
 def test_good_flags_reach_the_probe(
@@ -114,7 +128,9 @@ def test_good_flags_reach_the_probe(
     if argv[0] == "--ehlo-name":
         assert target.ehlo_name == argv[1]
     if argv[0] == "--timeout":
-        assert target.timeout == 0.5
+        assert target.timeout == {"0.5": 0.5, "1m30s": 90.0}[argv[1]]
+    if argv[0] == "--versions":  # as the config file takes them, in protocol order
+        assert target.versions == (TLSVersion.TLS1_0, TLSVersion.TLS1_3)
     capsys.readouterr()
 
 
