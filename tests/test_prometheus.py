@@ -19,8 +19,7 @@ from tests.support.exporter_process import (
     write_config,
 )
 from tests.support.postfix import PostfixServers
-from tests.support.prometheus import JOB, PrometheusServer, prometheus_binary
-from tests.support.tools import unavailable
+from tests.support.prometheus import JOB, PrometheusServer, require_prometheus
 
 pytestmark = [pytest.mark.postfix, pytest.mark.prometheus]
 
@@ -32,15 +31,6 @@ CLOSED = "closed"
 TARGETS = (*LISTENER_TARGETS, CLOSED)
 #: Listeners whose series also carry `site="test"`.
 LABELLED = frozenset({"tls10", "all"})
-
-
-def require_prometheus() -> str:
-    """The prometheus binary; skip without it, but fail under CI=true."""
-    binary = prometheus_binary()
-    if binary is None:
-        unavailable("prometheus is not installed (scripts/install-test-deps.sh installs it)")
-        raise AssertionError("unreachable")
-    return binary
 
 
 class Stack:

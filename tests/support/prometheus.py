@@ -21,6 +21,7 @@ import yaml
 
 from tests.support.exporter_process import HOST, free_port
 from tests.support.process import ServiceProcess
+from tests.support.tools import unavailable
 
 #: The Accept header Prometheus 2.x sends when scraping.
 PROMETHEUS_ACCEPT = (
@@ -42,6 +43,15 @@ def prometheus_binary() -> str | None:
     return shutil.which("prometheus") or (
         "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
     )
+
+
+def require_prometheus() -> str:
+    """The prometheus binary; skip without it, but fail under CI=true."""
+    binary = prometheus_binary()
+    if binary is None:
+        unavailable("prometheus is not installed (scripts/install-test-deps.sh installs it)")
+        raise AssertionError("unreachable")
+    return binary
 
 
 class PrometheusError(AssertionError):
