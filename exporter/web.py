@@ -143,13 +143,23 @@ async def index(request: web.Request) -> web.Response:
 <p>Version {html.escape(__version__)}.
 <a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a>
 · POST /-/reload reloads the config.</p>
-<p>Last config load: {html.escape(reload_text)}</p>
+<p>Last config load: {html.escape(reload_text)}.{_shard_text(store)}</p>
 <table><tr><th>Target</th><th>Address</th><th>Last probe</th><th>Status</th><th>Detail</th>
 <th>Accepted versions</th><th>Certificate</th></tr>
 {"".join(rows)}
 </table></body></html>
 """
     return web.Response(text=page, content_type="text/html")
+
+
+def _shard_text(store: ResultStore) -> str:
+    shard = store.shard
+    if shard is None:
+        return ""
+    return (
+        f" Shard {shard.index} of {shard.count} (0 to {shard.count - 1}):"
+        f" {store.target_count} of the config's {shard.config_targets} targets."
+    )
 
 
 def make_app(

@@ -384,6 +384,12 @@ def test_two_exporters_split_one_config(postfix: PostfixServers, tmp_path: Path)
             assert names_found == {n for n in every if shard_of(n, 2) == index}
         assert status_page_names(zero, every) == found[0]
         assert status_page_names(one, every) == found[1]
+        for index, process in enumerate((zero, one)):
+            summary = f"Shard {index} of 2 (0 to 1): {len(found[index])} of the config's"
+            assert summary in process.get("/").text
+            scrape = process.scrape()
+            assert scrape.value("smtp_tls_exporter_shard_info", shard=str(index), shards="2") == 1
+            assert scrape.value("smtp_tls_exporter_config_targets") == len(every)
 
         # A reload with the targets in reverse order, new labels and one more target: every
         # target stays with its exporter.
