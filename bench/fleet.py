@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from exporter.defaults import DEFAULT_PORT
 from exporter.target import DEFAULT_VERSIONS, TLSVersion
 
 #: The name in the test certificates' SANs the exporter checks (SNI too).
@@ -127,8 +128,12 @@ def render_config(targets: Iterable[tuple[str, int]], fleet: FleetConfig) -> str
         lines += ["defaults:", *settings]
     lines.append("targets:")
     extra = f", servername: {_quote(fleet.servername)}" if fleet.servername else ""
-    lines += [f"  - {{host: {host}, port: {port}{extra}}}" for host, port in targets]
+    lines += [f"  - {{host: {host}{_port(port)}{extra}}}" for host, port in targets]
     return "\n".join(lines) + "\n"
+
+
+def _port(port: int) -> str:
+    return "" if port == DEFAULT_PORT else f", port: {port}"
 
 
 def _quote(value: str) -> str:

@@ -19,7 +19,7 @@ from bench.processes import HOST, BenchError, Process, exporter_argv, free_port,
 from bench.procstat import cpu_seconds, rss_bytes
 from bench.scrape import Results, Scrape, read_results, scrape
 from bench.verdicts import wrong_verdicts
-from exporter.defaults import DEFAULT_TIMEOUT
+from exporter.defaults import DEFAULT_PORT, DEFAULT_TIMEOUT
 
 MB: Final = 1024 * 1024
 #: A round has stalled when no connection closed for this long (past any probe's timeout).
@@ -43,6 +43,9 @@ class Options:
     profile_dir: Path | None = None
     #: Run the exporter under tracemalloc and report its biggest allocation sites.
     tracemalloc: bool = False
+    #: Inside a network namespace of the bench's own: the responder answers every address
+    #: with one socket on 0.0.0.0, on the SMTP port.
+    any_address: bool = False
     #: Progress lines go here.
     say: Callable[[str], None] = print
 
@@ -55,6 +58,8 @@ class SizeResult:
     startup_s: float = 0.0
     first_round_s: float | None = None
     rss_mb: float = 0.0
+    #: After the timed scrapes: the exposition's cache of rendered lines is built by then.
+    rss_scraped_mb: float = 0.0
     scrape_ms: float | None = None
     scrape_first_ms: float | None = None
     scrape_ms_all: list[float] = field(default_factory=list)
@@ -68,6 +73,7 @@ class SizeResult:
     results: int = 0
     failed: int = 0
     wrong_verdicts: int = 0
+    concurrency: float | None = None
     examples: list[str] = field(default_factory=list)
     hot_spots: list[dict[str, Any]] = field(default_factory=list)
     memory_sites: list[dict[str, Any]] = field(default_factory=list)
@@ -83,6 +89,7 @@ class SlowResult:
     peak_rss_mb: float = 0.0
     results: int = 0
     failed: int = 0
+    concurrency: float | None = None
 
 
 @dataclass
@@ -108,6 +115,8 @@ class Responder:
 def responder(options: Options, count: int, greet_delay: float = 0.0) -> Iterator[Responder]:
     args = ["--targets", count, "--certs", options.certs, "--greet-delay", greet_delay]
     args += ["--reply-delay", options.reply_delay]
+    if options.any_address:
+        args += ["--any-address", "--port", DEFAULT_PORT]
     log = options.workdir / f"responder-{count}.log"
     process = Process("responder", python_module("bench.responder", *args), log, stdout_pipe=True)
     try:
@@ -225,6 +234,7 @@ def run_size(options: Options, count: int) -> SizeResult:
                 scrape(HOST, port).seconds * 1000 for _ in range(options.scrapes)
             ]
             result.scrape_ms = statistics.median(result.scrape_ms_all)
+            result.rss_scraped_mb = rss_bytes(process.pid) / MB
             result.hot_spots = profile.hot_spots()
             if options.tracemalloc:
                 result.memory_sites = profiling.memory_sites(process, running.snapshot)
@@ -240,6 +250,7 @@ def _after_round(result: SizeResult, process: Process, fleet: Responder) -> None
 
 def _judge_round(result: SizeResult, results: Results, done_at: float | None, t0: float) -> None:
     result.results = results.targets
+    result.concurrency = results.concurrency
     result.failed = results.targets - len(results.succeeded)
     wrong = wrong_verdicts(results)
     result.wrong_verdicts = len(wrong)
@@ -253,7 +264,10 @@ def run_slow(options: Options, count: int, greet_delay: float) -> SlowResult:
     and the most memory the exporter held meanwhile."""
     result = SlowResult(count, greet_delay)
     plain = FleetConfig(ca_file=None, servername=None, ehlo_name=None)
-    defaults = Options(options.workdir, options.certs, say=options.say)  # default flags
+    # Default flags: only where the fleet lives carries over.
+    defaults = Options(
+        options.workdir, options.certs, any_address=options.any_address, say=options.say
+    )
     with responder(defaults, count, greet_delay) as fleet:
         config = config_text(count, fleet.port, plain)
         with exporter(defaults, f"slow-{count}", config) as running:
@@ -270,6 +284,7 @@ def run_slow(options: Options, count: int, greet_delay: float) -> SlowResult:
             results = confirm(running.port, count)[0]
             result.results = results.targets
             result.failed = results.targets - len(results.succeeded)
+            result.concurrency = results.concurrency
             result.round_s = round_time(results, count, done_at, process.started)
     return result
 

@@ -29,10 +29,12 @@ FIGURES: Final = (
     Figure("  first scrape after the round (ms)", lambda r: r.scrape_first_ms, 1),
     Figure("  body, uncompressed (MB)", lambda r: r.body_bytes / 1e6, 2),
     Figure("RSS after the first round (MB)", lambda r: r.rss_mb, 1, 120.0),
+    Figure("  RSS after the timed scrapes (MB)", lambda r: r.rss_scraped_mb, 1),
     Figure("first full round (s)", lambda r: r.first_round_s, 1, 30.0),
     Figure("  start until ready (s)", lambda r: r.startup_s, 1),
     Figure("exporter CPU, start to end of round (s)", lambda r: r.cpu_s_round, 1),
     Figure("responder CPU, whole run (s)", lambda r: r.responder_cpu_s, 1),
+    Figure("probes at once (exporter's bound)", lambda r: r.concurrency),
     Figure("targets without success", lambda r: r.failed),
     Figure("targets with a wrong verdict", lambda r: r.wrong_verdicts),
 )
@@ -54,7 +56,7 @@ class Report:
 def number(value: float | None, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if digits == 0 or abs(value) >= 100:
+    if digits == 0 or abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:,.{digits}f}"
 
@@ -96,17 +98,20 @@ def table(report: Report) -> str:
                 goal += f" ({_met(values[sizes.index(GOAL_SIZE)], figure.goal)})"
         numbers = [number(v, figure.digits) for v in values]
         rows.append([figure.label, *numbers, _growth_text(growth(values), steps), goal])
-    lines = [_header(report), "", *_aligned(rows), *_marginal_lines(report.sizes), ""]
+    lines = [_header(report), ""]
+    if sizes:
+        lines += [*_aligned(rows), *_marginal_lines(report.sizes), ""]
     lines += _cpu_lines(report.cpu) + _slow_lines(report.slow)
     return "\n".join(lines) + "\n"
 
 
 def _header(report: Report) -> str:
     m = report.machine
+    commit = report.settings.get("commit")
     return (
-        f"smtp-tls-exporter at scale (python -m bench); machine: nproc {m['nproc']}, "
-        f"{m['memory']} RAM, Linux {m['kernel']}, Python {m['python']}"
-    )
+        f"smtp-tls-exporter {commit or ''} at scale (python -m bench); machine: nproc "
+        f"{m['nproc']}, {m['memory']} RAM, Linux {m['kernel']}, Python {m['python']}"
+    ).replace("  ", " ")
 
 
 def _aligned(rows: list[list[str]]) -> list[str]:
@@ -144,13 +149,17 @@ def _cpu_lines(cpu: CpuResult | None) -> list[str]:
     if cpu.ours_ms is not None:
         lines.append(
             f"  this exporter (5 versions + default client + certificate): "
-            f"{cpu.ours_ms:.2f} ms ({cpu.ours_probes} probes)"
+            f"{cpu.ours_ms:.2f} ms ({cpu.ours_probes} probes, "
+            f"{cpu.ours_succeeded}/{len(cpu.listeners)} listeners with probe_success 1)"
         )
     if cpu.blackbox_ms is not None:
         lines.append(
             f"  blackbox_exporter {cpu.blackbox_version} (4 modules, TLS 1.0-1.3): "
             f"{cpu.blackbox_ms:.2f} ms ({cpu.blackbox_target_rounds} target-rounds)"
         )
+    if cpu.blackbox_successes:
+        found = ", ".join(f"{m} {n}" for m, n in cpu.blackbox_successes.items())
+        lines.append(f"  blackbox probes that succeeded in a round: {found}")
     ratio = cpu.ratio
     if ratio is not None:
         lines.append(f"  ratio: {ratio:.2f}x (goal <= {CPU_GOAL}x: {_met(ratio, CPU_GOAL)})")
@@ -168,7 +177,8 @@ def _slow_lines(slow: SlowResult | None) -> list[str]:
         "default settings:",
         f"  full round: {number(slow.round_s, 1)} s ({round_goal})",
         f"  peak RSS meanwhile: {slow.peak_rss_mb:.1f} MB ({rss_goal})",
-        f"  targets with a result: {slow.results:,}, without success: {slow.failed:,}",
+        f"  targets with a result: {slow.results:,}, without success: {slow.failed:,}; "
+        f"probes at once: {number(slow.concurrency)}",
         "",
     ]
 

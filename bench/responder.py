@@ -2,7 +2,8 @@
 
     python -m bench.responder --targets 1000 [--port 2525] [--greet-delay 3] [--reply-delay 0.05]
 
-Every fleet address (`bench.fleet`) gets a listening socket on the same port. A connection
+Every fleet address (`bench.fleet`) gets a listening socket on the same port; or, inside a
+network namespace of its own (`--any-address`), one socket on 0.0.0.0 answers them all. A connection
 gets the SMTP dialogue (greeting, EHLO with STARTTLS, STARTTLS), then:
 
 * a ClientHello that offers one version (the exporter's pinned hellos) gets the flight a
@@ -22,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import errno
-import functools
 import json
 import random
 import resource
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from bench.fleet import EHLO_NAME, PROFILES, Profile, address, profile_of
+from bench.fleet import EHLO_NAME, MODERN, PROFILES, Profile, address, index_of, profile_of
 from bench.flights import (
     PROTOCOL_VERSION_ALERT,
     Identity,
@@ -61,6 +61,9 @@ MAX_LIFETIME: Final = 120.0
 _MAX_LINE: Final = 4096
 #: Connections a whole probe makes (five versions and the default client).
 CONNECTIONS_PER_PROBE: Final = 6
+
+#: Open files kept for connections on top of the listeners.
+_CONNECTION_FILES: Final = 65536
 
 # Where a session is: before STARTTLS, waiting for the ClientHello, in a real handshake.
 _SMTP, _HELLO, _TLS, _DONE = range(4)
@@ -125,8 +128,8 @@ class Responder:
         self.contexts = {p.name: server_context(p, identity) for p in PROFILES}
         self.loop = asyncio.get_running_loop()
 
-    def session(self, index: int) -> Session:
-        return Session(self, index, profile_of(index))
+    def session(self) -> Session:
+        return Session(self)
 
 
 class Session(asyncio.Protocol):
@@ -146,10 +149,11 @@ class Session(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, responder: Responder, index: int, profile: Profile) -> None:
+    def __init__(self, responder: Responder) -> None:
         self.responder = responder
-        self.index = index
-        self.profile = profile
+        #: The fleet address the client connected to decides the profile (-1: none of it).
+        self.index = -1
+        self.profile: Profile = MODERN
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.state = _SMTP
@@ -166,6 +170,10 @@ class Session(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.responder.stats.accepted += 1
+        sockname = transport.get_extra_info("sockname")
+        index = index_of(sockname[0]) if sockname else None
+        if index is not None and index < self.responder.count:
+            self.index, self.profile = index, profile_of(index)
         behaviour = self.responder.behaviour
         self._send(GREETING, behaviour.greet_delay + behaviour.reply_delay)
         self.timers.append(self.responder.loop.call_later(MAX_LIFETIME, transport.abort))
@@ -186,7 +194,8 @@ class Session(asyncio.Protocol):
         for timer in self.timers:
             timer.cancel()
         self.timers.clear()
-        self.responder.stats.connection_closed(self.index)
+        if self.index >= 0:
+            self.responder.stats.connection_closed(self.index)
 
     # --- the dialogue -----------------------------------------------------------------------
 
@@ -334,9 +343,16 @@ def _bind(addresses: list[str], port: int) -> list[socket.socket]:
     return sockets
 
 
-def bind_fleet(count: int, port: int, tries: int = 20) -> tuple[int, list[socket.socket]]:
+def bind_fleet(
+    count: int, port: int, any_address: bool = False, tries: int = 20
+) -> tuple[int, list[socket.socket]]:
     """Listening sockets for the first `count` fleet addresses on one port: `port`, or when
-    that is 0 (or taken and not asked for) a random free one."""
+    that is 0 (or taken and not asked for) a random free one. With `any_address`, one socket
+    on 0.0.0.0 instead, allowed only inside a network namespace whose only interface is lo."""
+    if any_address:
+        if not only_loopback():
+            raise SystemExit("--any-address binds 0.0.0.0: only where lo is the only interface")
+        return port, _bind(["0.0.0.0"], port)
     addresses = [address(i) for i in range(count)]
     chosen = port or random.randint(20000, 30000)
     for _ in range(tries):
@@ -349,27 +365,45 @@ def bind_fleet(count: int, port: int, tries: int = 20) -> tuple[int, list[socket
     raise OSError(errno.EADDRINUSE, f"no free port for {count} addresses after {tries} tries")
 
 
-def raise_file_limit(needed: int) -> None:
-    """Raise the soft limit of open files to what the fleet needs (up to the hard limit)."""
+def only_loopback() -> bool:
+    """True when this process's network namespace has no interface but lo: binding 0.0.0.0
+    there reaches nothing beyond this machine's loopback (a namespace made for the bench)."""
+    try:
+        lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return False
+    return {line.split(":")[0].strip() for line in lines} == {"lo"}
+
+
+def raise_file_limit(listeners: int) -> None:
+    """Open files for every listener and plenty of connections: the exporter may hold
+    thousands at once. Root raises the hard limit too, others go up to it."""
+    wanted = listeners + _CONNECTION_FILES
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
+    if soft >= wanted:
         return
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        raise SystemExit(
-            f"{needed} open files needed for the fleet, the hard limit is {hard} (ulimit -Hn)"
-        )
-    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            ceiling = int(Path("/proc/sys/fs/nr_open").read_text())
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, ceiling),) * 2)
+            return
+        except (OSError, ValueError):
+            wanted = hard  # not root: as far as the hard limit goes
+    if wanted < listeners + 1024:
+        raise SystemExit(f"{listeners} listeners need more open files than the limit {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-async def serve(count: int, port: int, identity: Identity, behaviour: Behaviour) -> None:
+async def serve(
+    count: int, port: int, identity: Identity, behaviour: Behaviour, any_address: bool = False
+) -> None:
     """Answer the fleet until SIGTERM or SIGINT."""
-    raise_file_limit(count + 2048)
+    raise_file_limit(1 if any_address else count)
     responder = Responder(count, identity, behaviour)
     loop = responder.loop
-    port, sockets = bind_fleet(count, port)
+    port, sockets = bind_fleet(count, port, any_address)
     servers = [
-        await loop.create_server(functools.partial(responder.session, i), sock=sock, backlog=512)
-        for i, sock in enumerate(sockets)
+        await loop.create_server(responder.session, sock=sock, backlog=4096) for sock in sockets
     ]
 
     async def control(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -406,6 +440,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.responder", description=__doc__)
     parser.add_argument("--targets", type=int, required=True, help="fleet addresses to answer")
     parser.add_argument("--port", type=int, default=0, help="port on every address (0: pick)")
+    parser.add_argument(
+        "--any-address",
+        action="store_true",
+        help="one socket on 0.0.0.0 for every address (only in a network namespace of its own)",
+    )
     parser.add_argument("--certs", type=Path, help="certificate directory (made when missing)")
     parser.add_argument("--greet-delay", type=float, default=0.0, help="seconds")
     parser.add_argument("--reply-delay", type=float, default=0.0, help="seconds per answer")
@@ -419,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         identity = identity_in(certs)
         print(f"CA {certs / 'ca.pem'} EHLO {EHLO_NAME}", file=sys.stderr, flush=True)
         behaviour = Behaviour(args.greet_delay, args.reply_delay)
-        asyncio.run(serve(args.targets, args.port, identity, behaviour))
+        asyncio.run(serve(args.targets, args.port, identity, behaviour, args.any_address))
     return 0
 
 

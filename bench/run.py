@@ -14,12 +14,16 @@ import dataclasses
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench import netns
 from bench.compare import compare
 from bench.fleetrun import Options, run_size, run_slow
 from bench.processes import BenchError
@@ -49,9 +53,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
     p.add_argument("--slow-targets", type=int, default=None, help="slow round size (5000)")
     p.add_argument("--slow-greeting", type=float, default=3.0, help="its greeting delay (s)")
+    p.add_argument("--no-fleet", action="store_true", help="skip the fleet sizes")
     p.add_argument("--no-slow", action="store_true", help="skip the slow-greeting round")
     p.add_argument("--no-compare", action="store_true", help="skip Postfix/blackbox CPU")
     p.add_argument("--no-install", action="store_true", help="never apt-get blackbox")
+    p.add_argument("--no-netns", action="store_true", help="fleet on the host loopback")
     p.add_argument("--compare-rounds", type=int, default=6, help="rounds measured (6)")
     p.add_argument("--concurrency", type=int, default=None, help="--probe.concurrency")
     p.add_argument("--rtt-ms", type=float, default=0.0, help="responder delay per answer")
@@ -100,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def measure(args: Any, workdir: Path) -> Report:
     sizes: list[int] = args.targets or ([100, 1000] if args.quick else [100, 1000, 10000])
+    if args.no_fleet:
+        sizes = []
     slow_targets = args.slow_targets or (500 if args.quick else 5000)
     certs = workdir / "certs"
     identity_in(certs)
@@ -112,6 +120,29 @@ def measure(args: Any, workdir: Path) -> Report:
         say=say,
     )
     report = Report(machine=machine(), settings=_settings(args, sizes, slow_targets))
+    if sizes or not args.no_slow:
+        with netns.entered(say) if not args.no_netns else _host(say) as namespace:
+            options = dataclasses.replace(options, any_address=namespace is not None)
+            report.settings["network_namespace"] = namespace is not None
+            _fleet(args, options, sizes, slow_targets, report)
+    if not args.no_compare:
+        say("CPU per target-round on Postfix: this exporter and blackbox_exporter")
+        report.cpu = compare(workdir, args.compare_rounds, say, install=not args.no_install)
+    if args.profile or args.tracemalloc:
+        _print_profile(report)
+    return report
+
+
+@contextmanager
+def _host(say: Callable[[str], None]) -> Iterator[None]:
+    say("  --no-netns: one listener per target on the host loopback")
+    yield None
+
+
+def _fleet(
+    args: Any, options: Options, sizes: list[int], slow_targets: int, report: Report
+) -> None:
+    """The fleet sizes and the slow round (in the namespace, where there is one)."""
     for count in sizes:
         say(f"fleet of {count:,} targets")
         largest = count == sizes[-1]
@@ -124,16 +155,27 @@ def measure(args: Any, workdir: Path) -> Report:
     if not args.no_slow:
         say(f"slow round: {slow_targets:,} targets, greeting after {args.slow_greeting:g} s")
         report.slow = run_slow(options, slow_targets, args.slow_greeting)
-    if not args.no_compare:
-        say("CPU per target-round on Postfix: this exporter and blackbox_exporter")
-        report.cpu = compare(workdir, args.compare_rounds, say, install=not args.no_install)
-    if args.profile or args.tracemalloc:
-        _print_profile(report)
-    return report
+
+
+def _commit() -> str | None:
+    """The checkout measured (`git describe`), None outside a git work tree."""
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() or None
 
 
 def _settings(args: Any, sizes: list[int], slow_targets: int) -> dict[str, Any]:
     return {
+        "commit": _commit(),
         "targets": sizes,
         "slow_targets": None if args.no_slow else slow_targets,
         "slow_greeting_s": args.slow_greeting,
@@ -146,6 +188,8 @@ def _settings(args: Any, sizes: list[int], slow_targets: int) -> dict[str, Any]:
 
 
 def _print_profile(report: Report) -> None:
+    if not report.sizes:
+        return
     largest = report.sizes[-1]
     if largest.hot_spots:
         say(f"py-spy, first round of {largest.targets:,} targets: hot spots (self, inclusive)")

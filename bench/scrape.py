@@ -71,6 +71,8 @@ class Results:
     versions: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     negotiated: dict[str, str] = field(default_factory=dict)
     probes_total: float = 0.0
+    #: The exporter's bound on probes at once, where it exports it.
+    concurrency: float | None = None
 
     @property
     def targets(self) -> int:
@@ -112,3 +114,5 @@ def _add(results: Results, name: str, labels: dict[str, str], value: float) -> N
         results.negotiated[target] = labels.get("version", "")
     elif name == "smtp_tls_exporter_probes_total":
         results.probes_total = value
+    elif name == "smtp_tls_exporter_probe_concurrency":
+        results.concurrency = value
