@@ -58,6 +58,8 @@ class SizeResult:
     startup_s: float = 0.0
     first_round_s: float | None = None
     rss_mb: float = 0.0
+    #: The most the exporter held during the round (sampled five times a second).
+    peak_rss_mb: float = 0.0
     #: After the timed scrapes: the exposition's cache of rendered lines is built by then.
     rss_scraped_mb: float = 0.0
     scrape_ms: float | None = None
@@ -221,8 +223,13 @@ def run_size(options: Options, count: int) -> SizeResult:
             result.startup_s = running.ready()
             result.cpu_s_ready = cpu_seconds(process.pid)
             say(f"  {count} targets: exporter ready after {result.startup_s:.1f}s")
+
+            def sample() -> None:
+                result.peak_rss_mb = max(result.peak_rss_mb, rss_bytes(process.pid) / MB)
+
+            timeout = max(600.0, count * 0.2)
             with profiling.py_spy(options.profile_dir, process.pid, f"fleet-{count}") as profile:
-                done_at = wait_round(fleet, process, count, timeout=max(600.0, count * 0.2))
+                done_at = wait_round(fleet, process, count, timeout, sample)
             _after_round(result, process, fleet)
             results, last = confirm(port, count)
             _judge_round(result, results, done_at, process.started)
@@ -244,6 +251,7 @@ def run_size(options: Options, count: int) -> SizeResult:
 def _after_round(result: SizeResult, process: Process, fleet: Responder) -> None:
     """What the processes spent on the round, read before any scrape adds to it."""
     result.rss_mb = rss_bytes(process.pid) / MB
+    result.peak_rss_mb = max(result.peak_rss_mb, result.rss_mb)
     result.cpu_s_round = cpu_seconds(process.pid)
     result.responder_cpu_s = cpu_seconds(fleet.process.pid)
 

@@ -29,6 +29,7 @@ FIGURES: Final = (
     Figure("  first scrape after the round (ms)", lambda r: r.scrape_first_ms, 1),
     Figure("  body, uncompressed (MB)", lambda r: r.body_bytes / 1e6, 2),
     Figure("RSS after the first round (MB)", lambda r: r.rss_mb, 1, 120.0),
+    Figure("  peak RSS during the round (MB)", lambda r: r.peak_rss_mb, 1),
     Figure("  RSS after the timed scrapes (MB)", lambda r: r.rss_scraped_mb, 1),
     Figure("first full round (s)", lambda r: r.first_round_s, 1, 30.0),
     Figure("  start until ready (s)", lambda r: r.startup_s, 1),
