@@ -17,6 +17,7 @@ from bench import profiling
 from bench.fleet import FleetConfig, config_text
 from bench.processes import HOST, BenchError, Process, exporter_argv, free_port, python_module
 from bench.procstat import cpu_seconds, rss_bytes
+from bench.profiling import memory_sites
 from bench.scrape import Results, Scrape, read_results, scrape
 from bench.verdicts import wrong_verdicts
 from exporter.defaults import DEFAULT_PORT, DEFAULT_TIMEOUT
@@ -78,6 +79,8 @@ class SizeResult:
     concurrency: float | None = None
     examples: list[str] = field(default_factory=list)
     hot_spots: list[dict[str, Any]] = field(default_factory=list)
+    #: tracemalloc's biggest allocation sites halfway through the round and after the scrapes.
+    memory_sites_mid: list[dict[str, Any]] = field(default_factory=list)
     memory_sites: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -165,19 +168,20 @@ def wait_round(
     process: Process,
     count: int,
     timeout: float,
-    sample: Callable[[], None] | None = None,
+    sample: Callable[[dict[str, Any]], None] | None = None,
     poll: float = 0.2,
 ) -> float | None:
     """Wait until every target's connections have closed; when that was (None: it stalled
-    or timed out, and a scrape must tell). `sample` runs at every poll."""
+    or timed out, and a scrape must tell). `sample` gets the responder's counters at every
+    poll."""
     deadline = time.monotonic() + timeout
     last_closed, last_change = -1, time.monotonic()
     while time.monotonic() < deadline:
         if not process.alive:
             raise process.fail("exited during the round")
-        if sample is not None:
-            sample()
         stats = fleet.stats()
+        if sample is not None:
+            sample(stats)
         if stats["targets_done"] >= count:
             done: float = stats["all_done_at"]
             return done
@@ -224,8 +228,11 @@ def run_size(options: Options, count: int) -> SizeResult:
             result.cpu_s_ready = cpu_seconds(process.pid)
             say(f"  {count} targets: exporter ready after {result.startup_s:.1f}s")
 
-            def sample() -> None:
+            def sample(stats: dict[str, Any]) -> None:
                 result.peak_rss_mb = max(result.peak_rss_mb, rss_bytes(process.pid) / MB)
+                halfway = stats["targets_done"] * 2 >= count  # the probes' own memory too
+                if options.tracemalloc and halfway and not result.memory_sites_mid:
+                    result.memory_sites_mid = memory_sites(process, running.snapshot)
 
             timeout = max(600.0, count * 0.2)
             with profiling.py_spy(options.profile_dir, process.pid, f"fleet-{count}") as profile:
@@ -244,7 +251,7 @@ def run_size(options: Options, count: int) -> SizeResult:
             result.rss_scraped_mb = rss_bytes(process.pid) / MB
             result.hot_spots = profile.hot_spots()
             if options.tracemalloc:
-                result.memory_sites = profiling.memory_sites(process, running.snapshot)
+                result.memory_sites = memory_sites(process, running.snapshot)
     return result
 
 
@@ -282,7 +289,7 @@ def run_slow(options: Options, count: int, greet_delay: float) -> SlowResult:
             process = running.process
             running.ready()
 
-            def sample() -> None:
+            def sample(_: object = None) -> None:
                 rss = rss_bytes(process.pid) / MB
                 result.peak_rss_mb = max(result.peak_rss_mb, rss)
 

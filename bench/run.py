@@ -195,9 +195,13 @@ def _print_profile(report: Report) -> None:
         say(f"py-spy, first round of {largest.targets:,} targets: hot spots (self, inclusive)")
     for spot in largest.hot_spots:
         say(f"  {spot['self']:6.1%} {spot['inclusive']:6.1%}  {spot['frame']}")
-    if largest.memory_sites:
-        say("tracemalloc after the first round: biggest allocation sites")
-        for site in largest.memory_sites:
+    for when, sites in (
+        ("halfway through the first round", largest.memory_sites_mid),
+        ("after the first round and the timed scrapes", largest.memory_sites),
+    ):
+        if sites:
+            say(f"tracemalloc {when}: biggest allocation sites")
+        for site in sites:
             say(f"  {site['mb']:8.1f} MB {site['share']:6.1%}  {site['site']}")
 
 
