@@ -163,3 +163,33 @@ def test_look_alike_intermediates_cannot_stall_verification() -> None:
 def test_unparseable_leaf_raises_value_error() -> None:
     with pytest.raises(ValueError, match="could not be parsed"):
         certs.analyze([b"not a certificate"], "mail.test", TRUST)
+
+
+def test_an_analysis_is_reused_while_its_dates_hold() -> None:
+    """A chain many hosts present is analysed once; a new answer once a date is crossed."""
+    trust = certs.TrustStore([ROOT], "reuse")
+    chain = [der(LEAF), der(INTER)]
+    first = certs.analyze(chain, "mail.test", trust, now=NOW)
+    assert first is not None
+    assert first.verified
+    assert certs.analyze(chain, "mail.test", trust, now=NOW + DAY / 48) is first
+    other_name = certs.analyze(chain, "other.test", trust, now=NOW)
+    assert other_name is not None
+    assert other_name.verify_error is VerifyError.HOSTNAME_MISMATCH
+    # Past the hour an analysis is kept at most, and past the leaf's end: judged again.
+    later = certs.analyze(chain, "mail.test", trust, now=NOW + 2 * DAY)
+    assert later is not first
+    assert later == first
+    expired = certs.analyze(chain, "mail.test", trust, now=NOW + 301 * DAY)
+    assert expired is not None
+    assert expired.verify_error is VerifyError.EXPIRED
+
+
+def test_another_trust_store_judges_afresh() -> None:
+    chain = [der(LEAF), der(INTER)]
+    trusted = certs.analyze(chain, "mail.test", certs.TrustStore([ROOT], "with root"))
+    untrusted = certs.analyze(chain, "mail.test", certs.TrustStore([], "empty"))
+    assert trusted is not None
+    assert trusted.verified
+    assert untrusted is not None
+    assert not untrusted.verified

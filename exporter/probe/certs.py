@@ -13,8 +13,10 @@ import ipaddress
 import os
 import ssl
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -40,13 +42,26 @@ _BUNDLES = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Analysis:
+    """An analysis, and the time in which it holds: every certificate sent is within its
+    dates from `since` to `until`, so nothing the verdict depends on can change."""
+
+    info: CertificateInfo
+    since: datetime
+    until: datetime
+
+
 class TrustStore:
-    """Trust anchors loaded once, plus the subjects they cover (to spot missing links)."""
+    """Trust anchors loaded once, plus the subjects they cover (to spot missing links), and
+    the chains already analysed against them: a chain that many hosts present (hosted mail)
+    is parsed and verified once, and every result shares its facts."""
 
     def __init__(self, anchors: Sequence[x509.Certificate], source: str) -> None:
         self.source = source
         self.store = Store(list(anchors)) if anchors else None
         self.subjects = frozenset(c.subject.public_bytes() for c in anchors)
+        self.analyses: OrderedDict[bytes, _Analysis] = OrderedDict()
 
 
 def _load_pem_file(path: str) -> list[x509.Certificate]:
@@ -313,6 +328,12 @@ def _why_untrusted(
     return VerifyError.UNTRUSTED, detail
 
 
+#: Chains whose analysis each trust store keeps.
+_ANALYSES_KEPT = 2048
+#: The longest an analysis is reused, even while every date still holds.
+_REUSE = timedelta(hours=1)
+
+
 def analyze(
     ders: Sequence[bytes],
     servername: str,
@@ -322,11 +343,39 @@ def analyze(
     """Facts about the leaf and chain, and whether it verifies for `servername`.
 
     Returns None when no certificate was sent; raises ValueError when the leaf cannot
-    be parsed at all.
+    be parsed at all. The same chain, name and store give the same facts while every
+    certificate sent stays within its dates, so that analysis is reused (up to `_REUSE`).
     """
     if not ders:
         return None
     now = now or datetime.now(UTC)
+    key = _analysis_key(ders[:_MAX_KEPT], servername)
+    kept = trust.analyses.get(key)
+    if kept is not None and kept.since <= now < kept.until:
+        trust.analyses.move_to_end(key)
+        return kept.info
+    info, parsed = _analyze(ders, servername, trust, now)
+    since = max(c.not_valid_before_utc for c in parsed)
+    until = min(min(c.not_valid_after_utc for c in parsed), now + _REUSE)
+    if since <= now < until:
+        trust.analyses[key] = _Analysis(info, since, until)
+        trust.analyses.move_to_end(key)
+        if len(trust.analyses) > _ANALYSES_KEPT:
+            trust.analyses.popitem(last=False)
+    return info
+
+
+def _analysis_key(ders: Sequence[bytes], servername: str) -> bytes:
+    digest = hashlib.sha256(servername.encode("utf-8", "replace") + b"\0")
+    for der in ders:
+        digest.update(len(der).to_bytes(4, "big"))
+        digest.update(der)
+    return digest.digest()
+
+
+def _analyze(
+    ders: Sequence[bytes], servername: str, trust: TrustStore, now: datetime
+) -> tuple[CertificateInfo, list[x509.Certificate]]:
     parsed: list[x509.Certificate] = []
     for der in ders[:_MAX_KEPT]:
         try:
@@ -341,7 +390,7 @@ def analyze(
         verify_error, detail = _verify(parsed, servername, trust, now)
     except Exception as exc:  # the verifier is strict; never let a certificate end a probe
         verify_error, detail = VerifyError.INVALID, f"{type(exc).__name__}: {exc}"
-    return CertificateInfo(
+    info = CertificateInfo(
         subject=_name(leaf.subject),
         issuer=_name(leaf.issuer),
         serial=format(leaf.serial_number, "x"),
@@ -357,3 +406,4 @@ def analyze(
         verify_error=verify_error,
         verify_detail=detail[:512],
     )
+    return info, parsed
