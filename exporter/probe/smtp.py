@@ -70,8 +70,10 @@ async def _read_line(reader: asyncio.StreamReader) -> bytes:
 
 def printable(data: bytes) -> str:
     """Server bytes as printable text, for failure reasons and labels."""
-    text = data.decode("utf-8", "replace")
-    return "".join(ch if ch.isprintable() else " " for ch in text).strip()[:512]
+    text = data[:2048].decode("utf-8", "replace")
+    if not text.isprintable():  # rare: only then character by character
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return text.strip()[:512]
 
 
 async def _command(
