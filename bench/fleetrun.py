@@ -32,7 +32,7 @@ class Options:
     """What every fleet run shares."""
 
     workdir: Path
-    #: Certificate directory of the fleet (`bench.responder.identity_in`): ca.pem and the leaf.
+    #: The fleet's certificates (`bench.fleetcerts`): ca.pem, the chain, a leaf per target.
     certs: Path
     #: `--probe.concurrency`, None for the exporter's default.
     concurrency: int | None = None
@@ -44,6 +44,8 @@ class Options:
     profile_dir: Path | None = None
     #: Run the exporter under tracemalloc and report its biggest allocation sites.
     tracemalloc: bool = False
+    #: Every target presents the same certificate (the best case for caches by chain).
+    shared_cert: bool = False
     #: Inside a network namespace of the bench's own: the responder answers every address
     #: with one socket on 0.0.0.0, on the SMTP port.
     any_address: bool = False
@@ -122,6 +124,8 @@ def responder(options: Options, count: int, greet_delay: float = 0.0) -> Iterato
     args += ["--reply-delay", options.reply_delay]
     if options.any_address:
         args += ["--any-address", "--port", DEFAULT_PORT]
+    if options.shared_cert:
+        args.append("--shared-cert")
     log = options.workdir / f"responder-{count}.log"
     process = Process("responder", python_module("bench.responder", *args), log, stdout_pipe=True)
     try:
@@ -281,7 +285,11 @@ def run_slow(options: Options, count: int, greet_delay: float) -> SlowResult:
     plain = FleetConfig(ca_file=None, servername=None, ehlo_name=None)
     # Default flags: only where the fleet lives carries over.
     defaults = Options(
-        options.workdir, options.certs, any_address=options.any_address, say=options.say
+        options.workdir,
+        options.certs,
+        shared_cert=options.shared_cert,
+        any_address=options.any_address,
+        say=options.say,
     )
     with responder(defaults, count, greet_delay) as fleet:
         config = config_text(count, fleet.port, plain)

@@ -1,11 +1,13 @@
-"""What the responder sends back: TLS server flights recorded once from a real TLS server.
+"""What the responder sends back to a pinned ClientHello, learnt once from a real server.
 
 For every profile and every pinned ClientHello the exporter sends, Python's ssl (OpenSSL)
-is handed that very hello through a MemoryBIO and its answer is kept: ServerHello,
-Certificate (and the rest of its first flight) where it accepts the version, an alert where
-it does not. The responder replays these bytes, so answering a pinned hello costs a lookup,
-not a handshake; only the default client's hello, which offers TLS 1.2 and 1.3 together,
-gets a real handshake.
+is handed that very hello through a MemoryBIO and its answer is kept: an alert where it
+refuses the version, its whole flight for TLS 1.3 (nothing after the ServerHello is
+plaintext there), and the cipher suite it chose where it accepts TLS 1.2 or older. Those
+flights are then built per connection (`tests/support/tlsbytes.py`: ServerHello with that
+suite, Certificate with the target's own chain, ServerHelloDone), so each target shows its
+own certificate. Answering a pinned hello costs a lookup and a few joins, not a handshake;
+only the default client's hello, which offers TLS 1.2 and 1.3 together, gets a real one.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 from typing import Final
 
 from bench.fleet import SERVERNAME, Profile
-from exporter.probe.hello import client_hello
-from exporter.target import DEFAULT_VERSIONS
+from exporter.probe.hello import client_hello, parse_server_flight
+from exporter.target import DEFAULT_VERSIONS, TLSVersion
+from tests.support import tlsbytes
 
 HANDSHAKE: Final = 22
 _EXT_SUPPORTED_VERSIONS: Final = 43
@@ -69,6 +72,33 @@ def record_flights(profile: Profile, identity: Identity) -> dict[int, bytes]:
         version.wire: record_flight(context, client_hello(version, SERVERNAME))
         for version in DEFAULT_VERSIONS
     }
+
+
+@dataclass(frozen=True)
+class Answers:
+    """What one profile answers to each pinned hello."""
+
+    #: Wire version -> the recorded answer (alerts, and TLS 1.3's flight).
+    recorded: dict[int, bytes]
+    #: Wire version -> the suite chosen, for accepted versions whose chain is plaintext.
+    ciphers: dict[int, int]
+
+    def flight(self, wire: int, chain: tuple[bytes, ...]) -> bytes:
+        """The answer to a hello pinned to `wire`, with `chain` where the flight shows one."""
+        cipher = self.ciphers.get(wire)
+        if cipher is None:
+            return self.recorded.get(wire, PROTOCOL_VERSION_ALERT)
+        return tlsbytes.flight(wire, chain, cipher)
+
+
+def answers(profile: Profile, identity: Identity) -> Answers:
+    recorded = record_flights(profile, identity)
+    ciphers = {}
+    for wire, flight in recorded.items():
+        hello = parse_server_flight(flight).hello
+        if hello is not None and hello.version == wire and wire < TLSVersion.TLS1_3.wire:
+            ciphers[wire] = hello.cipher
+    return Answers(recorded, ciphers)
 
 
 def is_alert(flight: bytes) -> bool:

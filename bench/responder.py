@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.fleet import EHLO_NAME, MODERN, PROFILES, Profile, address, index_of, profile_of
+from bench.fleetcerts import FleetCerts, make_fleet_certs
 from bench.flights import (
-    PROTOCOL_VERSION_ALERT,
     Identity,
+    answers,
     is_alert,
     offered_versions,
-    record_flights,
     record_length,
     server_context,
 )
@@ -115,18 +115,28 @@ class Stats:
 class Behaviour:
     greet_delay: float = 0.0
     reply_delay: float = 0.0
+    #: Every target presents the same certificate (else each its own).
+    shared_cert: bool = False
 
 
 class Responder:
     """What every session shares: the recorded flights, the contexts, the counters."""
 
-    def __init__(self, count: int, identity: Identity, behaviour: Behaviour) -> None:
+    def __init__(self, count: int, certs: FleetCerts, behaviour: Behaviour) -> None:
         self.count = count
         self.behaviour = behaviour
         self.stats = Stats(count)
-        self.flights = {p.name: record_flights(p, identity) for p in PROFILES}
+        identity = Identity(certs.chain, certs.key)
+        self.answers = {p.name: answers(p, identity) for p in PROFILES}
         self.contexts = {p.name: server_context(p, identity) for p in PROFILES}
+        self.leaves, self.intermediate = certs.load()
+        if behaviour.shared_cert:
+            del self.leaves[1:]
         self.loop = asyncio.get_running_loop()
+
+    def chain(self, index: int) -> tuple[bytes, ...]:
+        """The chain target `index` presents: its own leaf (or the shared one)."""
+        return (self.leaves[max(index, 0) % len(self.leaves)], self.intermediate)
 
     def session(self) -> Session:
         return Session(self)
@@ -239,8 +249,8 @@ class Session(asyncio.Protocol):
         if len(versions) > 1:
             self._start_tls()
             return
-        flights = self.responder.flights[self.profile.name]
-        flight = flights.get(versions[0], PROTOCOL_VERSION_ALERT) if versions else b""
+        profile = self.responder.answers[self.profile.name]
+        flight = profile.flight(versions[0], self.responder.chain(self.index)) if versions else b""
         self.responder.stats.replayed += 1
         self.state = _DONE
         self.buffer.clear()
@@ -395,11 +405,11 @@ def raise_file_limit(listeners: int) -> None:
 
 
 async def serve(
-    count: int, port: int, identity: Identity, behaviour: Behaviour, any_address: bool = False
+    count: int, port: int, certs: FleetCerts, behaviour: Behaviour, any_address: bool = False
 ) -> None:
     """Answer the fleet until SIGTERM or SIGINT."""
     raise_file_limit(1 if any_address else count)
-    responder = Responder(count, identity, behaviour)
+    responder = Responder(count, certs, behaviour)
     loop = responder.loop
     port, sockets = bind_fleet(count, port, any_address)
     servers = [
@@ -425,17 +435,6 @@ async def serve(
         server.close()
 
 
-def identity_in(directory: Path) -> Identity:
-    """The fleet's certificate (ECDSA leaf, RSA intermediate and root) in `directory`,
-    made there first when missing; the root CA is `directory/ca.pem`."""
-    chain, key = directory / "ecdsa.cert.pem", directory / "ecdsa.key.pem"
-    if not (chain.exists() and key.exists()):
-        from tests.support.certs import make_test_certs
-
-        make_test_certs(directory)
-    return Identity(chain, key)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.responder", description=__doc__)
     parser.add_argument("--targets", type=int, required=True, help="fleet addresses to answer")
@@ -445,7 +444,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="one socket on 0.0.0.0 for every address (only in a network namespace of its own)",
     )
-    parser.add_argument("--certs", type=Path, help="certificate directory (made when missing)")
+    parser.add_argument("--certs", type=Path, help="bench.fleetcerts directory (made if missing)")
+    parser.add_argument("--shared-cert", action="store_true", help="one certificate for all")
     parser.add_argument("--greet-delay", type=float, default=0.0, help="seconds")
     parser.add_argument("--reply-delay", type=float, default=0.0, help="seconds per answer")
     return parser.parse_args(argv)
@@ -454,11 +454,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args: Any = parse_args(argv)
     with contextlib.ExitStack() as stack:
-        certs = args.certs or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        identity = identity_in(certs)
-        print(f"CA {certs / 'ca.pem'} EHLO {EHLO_NAME}", file=sys.stderr, flush=True)
-        behaviour = Behaviour(args.greet_delay, args.reply_delay)
-        asyncio.run(serve(args.targets, args.port, identity, behaviour, args.any_address))
+        directory = args.certs or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        certs = FleetCerts(directory)
+        if not certs.exists():
+            make_fleet_certs(directory, args.targets)
+        print(f"CA {certs.ca} EHLO {EHLO_NAME}", file=sys.stderr, flush=True)
+        behaviour = Behaviour(args.greet_delay, args.reply_delay, args.shared_cert)
+        asyncio.run(serve(args.targets, args.port, certs, behaviour, args.any_address))
     return 0
 
 

@@ -25,11 +25,11 @@ from typing import Any
 
 from bench import netns
 from bench.compare import compare
+from bench.fleetcerts import make_fleet_certs
 from bench.fleetrun import Options, run_size, run_slow
 from bench.processes import BenchError
 from bench.procstat import machine
 from bench.report import Report, as_json, table
-from bench.responder import identity_in
 
 
 def _sizes(text: str) -> list[int]:
@@ -58,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-compare", action="store_true", help="skip Postfix/blackbox CPU")
     p.add_argument("--no-install", action="store_true", help="never apt-get blackbox")
     p.add_argument("--no-netns", action="store_true", help="fleet on the host loopback")
+    p.add_argument("--shared-cert", action="store_true", help="one certificate for all targets")
     p.add_argument("--compare-rounds", type=int, default=6, help="rounds measured (6)")
     p.add_argument("--concurrency", type=int, default=None, help="--probe.concurrency")
     p.add_argument("--rtt-ms", type=float, default=0.0, help="responder delay per answer")
@@ -110,13 +111,16 @@ def measure(args: Any, workdir: Path) -> Report:
         sizes = []
     slow_targets = args.slow_targets or (500 if args.quick else 5000)
     certs = workdir / "certs"
-    identity_in(certs)
+    leaves = 1 if args.shared_cert else max([*sizes, 0 if args.no_slow else slow_targets, 1])
+    say(f"making {leaves:,} certificates")
+    make_fleet_certs(certs, leaves)
     options = Options(
         workdir=workdir,
         certs=certs,
         concurrency=args.concurrency,
         reply_delay=args.rtt_ms / 1000,
         scrapes=args.scrapes,
+        shared_cert=args.shared_cert,
         say=say,
     )
     report = Report(machine=machine(), settings=_settings(args, sizes, slow_targets))
@@ -181,6 +185,7 @@ def _settings(args: Any, sizes: list[int], slow_targets: int) -> dict[str, Any]:
         "slow_greeting_s": args.slow_greeting,
         "concurrency": args.concurrency or "default",
         "rtt_ms": args.rtt_ms,
+        "certificates": "shared" if args.shared_cert else "one per target",
         "scrapes": args.scrapes,
         "profiled": bool(args.profile),
         "tracemalloc": bool(args.tracemalloc),

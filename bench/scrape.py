@@ -70,6 +70,8 @@ class Results:
     #: target -> version label -> 1.0 accepted / 0.0 refused.
     versions: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     negotiated: dict[str, str] = field(default_factory=dict)
+    #: target -> SHA-256 of the leaf it presented.
+    fingerprints: dict[str, str] = field(default_factory=dict)
     probes_total: float = 0.0
     #: The exporter's bound on probes at once, where it exports it.
     concurrency: float | None = None
@@ -110,6 +112,8 @@ def _add(results: Results, name: str, labels: dict[str, str], value: float) -> N
         results.verified.add(target)
     elif name == "smtp_tls_version_supported":
         results.versions[target][labels.get("version", "")] = value
+    elif name == "smtp_tls_cert_info":
+        results.fingerprints[target] = labels.get("fingerprint_sha256", "")
     elif name == "smtp_tls_negotiated_info":
         results.negotiated[target] = labels.get("version", "")
     elif name == "smtp_tls_exporter_probes_total":

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from bench.fleet import FleetConfig, address, config_text, index_of, profile_of
+from bench.fleetcerts import make_fleet_certs
 from bench.fleetrun import Options, exporter, responder, round_time, wait_round
 from bench.flights import offered_versions
-from bench.responder import CONNECTIONS_PER_PROBE, identity_in
+from bench.responder import CONNECTIONS_PER_PROBE
 from bench.scrape import read_results, scrape
 from bench.verdicts import wrong_verdicts
 from exporter.probe.hello import client_hello
@@ -25,7 +26,7 @@ COUNT = 10
 @pytest.fixture
 def options(tmp_path: Path) -> Options:
     certs = tmp_path / "certs"
-    identity_in(certs)
+    make_fleet_certs(certs, COUNT)
     return Options(workdir=tmp_path, certs=certs, say=lambda _: None)
 
 
@@ -48,6 +49,7 @@ def test_exporter_gets_each_profiles_verdicts_from_the_responder(options: Option
     assert results.versions[wide] == {"ssl3": 0, "1.0": 1, "1.1": 1, "1.2": 1, "1.3": 1}
     assert results.versions[legacy] == {"ssl3": 0, "1.0": 1, "1.1": 1, "1.2": 1, "1.3": 0}
     assert results.negotiated[legacy] == "TLSv1.2"
+    assert len(set(results.fingerprints.values())) == COUNT  # a certificate per target
     assert stats["handshakes"] == COUNT  # only the default client's hello costs a handshake
     assert stats["replayed"] == COUNT * len(DEFAULT_VERSIONS)
     assert stats["closed"] == COUNT * CONNECTIONS_PER_PROBE
