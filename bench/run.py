@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.compare_rounds < 1 or args.scrapes < 1:
         parser().error("--compare-rounds and --scrapes must be at least 1")
-    signal.signal(signal.SIGTERM, _terminate)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _terminate)
     workdir = Path(tempfile.mkdtemp(prefix="smtp-tls-bench-"))
     try:
         report = measure(args, workdir)
