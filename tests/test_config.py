@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.config.schema import SETTING_KEYS, TARGET_KEYS
+from exporter.config.yamlfile import Positions, load_yaml
 from exporter.durations import format_duration, parse_duration
 from exporter.names import RESERVED_LABELS
 from exporter.target import DEFAULT_VERSIONS, Target, TLSMode, TLSVersion
@@ -824,3 +825,21 @@ def test_every_target_key_reaches_the_target(key: str, ca_pem: Path) -> None:
     assert getattr(target, field) == expected
     if key != "host":  # the host is required, so it is in both
         assert getattr(plain, field) != expected, "the row's value must differ from the default"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [GOOD, "targets:\n  - {host: a.example, labels: {x: '1'}}\n  - host: b.example\n", "- 1\n"],
+)
+def test_libyaml_and_the_pure_parser_read_alike(text: str) -> None:
+    """LibYAML reads files fast; the pure-Python parser gives the messages; both record the
+    same lines."""
+    fast, fast_positions = load_yaml(text)
+    pure, pure_positions = load_yaml(text, libyaml=False)
+    assert fast == pure
+
+    def recorded(positions: Positions) -> list[list[str]]:
+        return sorted(sorted(map(repr, lines.items())) for _, lines in positions.lines.values())
+
+    assert recorded(fast_positions) == recorded(pure_positions)
+    assert recorded(fast_positions)  # lines were recorded at all
