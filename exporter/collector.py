@@ -200,7 +200,7 @@ class ExporterCollector(Collector):
         yield GaugeMetricFamily(
             "smtp_tls_exporter_event_loop_lag_seconds",
             "How late the event loop runs, smoothed; no new probe starts while it is over"
-            " 0.25 s (a busy CPU).",
+            " 0.1 s (a busy CPU).",
             store.event_loop_lag_seconds,
         )
         yield GaugeMetricFamily(

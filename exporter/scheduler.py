@@ -33,9 +33,11 @@ log = logging.getLogger("exporter.scheduler")
 ProbeFunction = Callable[[Target], Awaitable[ProbeResult]]
 
 #: The dispatcher looks at the event loop at least this often while probes run.
-_LAG_TICK = 0.5
+_LAG_TICK = 0.1
+#: Probes started in one go before the dispatcher lets the event loop run.
+_BATCH = 32
 #: Lag (seconds late the dispatcher wakes) at which no new probe starts: the CPU is busy.
-MAX_LAG = 0.25
+MAX_LAG = 0.1
 #: The bound when none is given: only the event loop's lag holds the dispatcher back.
 _UNBOUNDED = 1 << 30
 #: Weight of the newest lag reading in the smoothed lag.
@@ -211,6 +213,11 @@ class Scheduler:
             now = self._clock.monotonic()
             started = self._dispatch_due(now)
             self._note_overdue(now, changed=started > 0)
+            if started == _BATCH:
+                # More may be due: let the loop run the new probes' first steps (and the lag
+                # watcher judge the load) before starting more.
+                await asyncio.sleep(0)
+                continue
             delay = None
             if self._heap and self._has_slot():
                 delay = max(0.0, self._heap[0].due - now)
@@ -236,7 +243,7 @@ class Scheduler:
         """Start every due probe there is a slot for; park those whose host is busy. Returns
         how many started."""
         started = 0
-        while self._heap and self._heap[0].due <= now and self._has_slot():
+        while self._heap and self._heap[0].due <= now and self._has_slot() and started < _BATCH:
             entry = heapq.heappop(self._heap)
             state = self._states.get(entry.name)
             if state is None or state.generation != entry.generation or state.due != entry.due:
