@@ -9,6 +9,7 @@ comes for free.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from collections.abc import Iterator
@@ -161,8 +162,10 @@ def _vec16(data: bytes) -> bytes:
     return _u16(len(data)) + data
 
 
+@functools.cache
 def _u16_list(values: tuple[int, ...]) -> bytes:
-    return b"".join(_u16(v) for v in values)
+    """The numbers as two-byte fields; the lists are constants, so each is packed once."""
+    return struct.pack(f"!{len(values)}H", *values)
 
 
 def _extension(kind: int, body: bytes) -> bytes:
