@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 HOST = "127.0.0.1"
+#: The checkout: children start here, so `python -m bench.responder` finds its package.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class BenchError(RuntimeError):
@@ -51,6 +53,7 @@ class Process:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE if stdout_pipe else self._log,
             stderr=self._log,
+            cwd=ROOT,
             env={**os.environ, **(env or {})},
         )
 
