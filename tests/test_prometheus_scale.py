@@ -56,8 +56,8 @@ def test_prometheus_scrapes_ten_thousand_targets_in_under_a_second(
         selector = f'{{job="{JOB}"}}'
 
         def scraped() -> bool:
-            (count,) = prometheus.query(f"count_over_time(scrape_duration_seconds{selector}[5m])")
-            return float(count["value"][1]) >= SCRAPES
+            counts = prometheus.query(f"count_over_time(scrape_duration_seconds{selector}[5m])")
+            return bool(counts) and float(counts[0]["value"][1]) >= SCRAPES
 
         prometheus.wait_until(scraped, timeout=60, what=f"{SCRAPES} scrapes")
         (slowest,) = prometheus.query(f"max_over_time(scrape_duration_seconds{selector}[5m])")
