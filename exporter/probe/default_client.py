@@ -8,12 +8,12 @@ message, so the hand-built hello cannot read it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ssl
 
 from exporter.probe.deadline import COMMAND_TIMEOUT, Deadline, ProbeFailure
 from exporter.probe.outcomes import Handshake
-from exporter.probe.smtp import quit_politely
 from exporter.results import Negotiated, Reason
 
 
@@ -49,30 +49,93 @@ def _chain(ssl_object: ssl.SSLObject) -> tuple[bytes, ...]:
     return (leaf,) if leaf else ()
 
 
+#: Most bytes a server may send during the handshake (its chain included) before the
+#: default client gives up: OpenSSL's own limit on a certificate list is 100 KiB.
+MAX_HANDSHAKE_BYTES = 256 * 1024
+#: Bytes read from the socket at a time.
+_CHUNK = 16 * 1024
+#: How long the default client waits for the answer to its QUIT.
+_QUIT_WAIT = 2.0
+
+
+class _Session:
+    """TLS over the connection's own streams through memory BIOs: the reads stay as bounded
+    as the rest of the probe's (asyncio's own TLS transport keeps a 256 KiB buffer per
+    connection, which thousands of probes at once turn into hundreds of megabytes)."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sni: str | None
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.tls = _context().wrap_bio(self.incoming, self.outgoing, server_hostname=sni)
+        self.received = 0
+
+    async def flush(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            self.writer.write(data)
+            await self.writer.drain()
+
+    async def receive(self) -> None:
+        """More bytes from the server into the TLS object; EOFError when it closed."""
+        chunk = await self.reader.read(_CHUNK)
+        if not chunk:
+            raise EOFError("connection closed by the server")
+        self.received += len(chunk)
+        if self.received > MAX_HANDSHAKE_BYTES:
+            raise ProbeFailure(Reason.TLS_PROTOCOL_ERROR, "handshake larger than 256 KiB")
+        self.incoming.write(chunk)
+
+    async def handshake(self) -> None:
+        while True:
+            try:
+                self.tls.do_handshake()
+            except ssl.SSLWantReadError:
+                await self.flush()
+                await self.receive()
+            else:
+                await self.flush()
+                return
+
+    async def quit(self) -> None:
+        """Say QUIT inside TLS and wait briefly for the answer; failures do not matter."""
+        with contextlib.suppress(ssl.SSLError, OSError, EOFError, TimeoutError, ProbeFailure):
+            self.tls.write(b"QUIT\r\n")
+            await self.flush()
+            async with asyncio.timeout(_QUIT_WAIT):
+                while True:
+                    try:
+                        if b"\n" in self.tls.read(_CHUNK):
+                            return
+                    except ssl.SSLWantReadError:
+                        await self.receive()
+
+
 async def handshake(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     sni: str | None,
     deadline: Deadline,
 ) -> Handshake:
-    """Upgrade the connection with the default client context and read what it got."""
+    """Make the default client's handshake over the connection and read what it got."""
     budget = deadline.budget(COMMAND_TIMEOUT)
     if budget <= 0:
         raise ProbeFailure(Reason.READ_TIMEOUT, "probe deadline reached")
+    session = _Session(reader, writer, sni)
     try:
         async with asyncio.timeout(budget):
-            await writer.start_tls(_context(), server_hostname=sni, ssl_handshake_timeout=budget)
+            await session.handshake()
     except TimeoutError:
         raise ProbeFailure(Reason.READ_TIMEOUT, "TLS handshake timed out") from None
     except ssl.SSLError as exc:
         raise ProbeFailure(Reason.TLS_PROTOCOL_ERROR, exc.reason or str(exc)) from None
     except (OSError, EOFError) as exc:
         raise ProbeFailure(Reason.CONNECTION_CLOSED, str(exc) or type(exc).__name__) from None
-    ssl_object = writer.get_extra_info("ssl_object")
-    if not isinstance(ssl_object, ssl.SSLObject):
-        raise ProbeFailure(Reason.TLS_PROTOCOL_ERROR, "no TLS session after the handshake")
-    cipher = ssl_object.cipher()
-    negotiated = Negotiated(version=ssl_object.version() or "", cipher=cipher[0] if cipher else "")
-    certificates = _chain(ssl_object)
-    await quit_politely(reader, writer, deadline)
+    cipher = session.tls.cipher()
+    negotiated = Negotiated(version=session.tls.version() or "", cipher=cipher[0] if cipher else "")
+    certificates = _chain(session.tls)
+    await session.quit()
     return Handshake(negotiated, certificates)
