@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 
@@ -286,8 +287,17 @@ def check(argv: Sequence[str]) -> int:
         why = " ".join(f"{type(exc).__name__}: {exc}".split())
         print(f"smtp-tls-exporter check: internal error: {why}", file=sys.stderr)
         return 1
-    print(text)
+    _print(text)
     return 0 if result.success else 1
+
+
+def _print(text: str) -> None:
+    """Print to stdout; a reader that went away (`check ... | head`) is no error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null so that is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import pytest
 import exporter.probe
 from exporter.cli import main
 from exporter.target import Target, TLSVersion
+from tests.support.exporter_process import free_port
 
 # Nothing listens on port 1: were a flag let through, the probe would fail (exit 1), not 2.
 ADDRESS = "127.0.0.1:1"
@@ -189,3 +190,15 @@ def test_injection_in_a_subprocess_is_a_usage_error_without_traceback() -> None:
         r"smtp-tls-exporter check: error: argument --ehlo-name: 'a.test\r\nRSET'"
         " contains white space"
     )
+
+
+def test_a_reader_that_goes_away_is_no_error() -> None:
+    """`check ... | head`: no traceback when nobody reads the answer any more."""
+    argv = [sys.executable, "-m", "exporter", "check", f"127.0.0.1:{free_port()}", "--json"]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.close()  # gone before the probe ends: the write meets a closed pipe
+        errors = process.stderr.read()
+        assert process.wait(timeout=60) == 1  # the probe's own verdict: connection refused
+    assert errors == b""
