@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The static checks, run by scripts/test.sh before the tests (needs .venv with the test extras):
-# ruff lint and format, mypy --strict on the package and the tests.
+# ruff lint and format, mypy --strict on the package, the tests and the benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "ruff check"
-.venv/bin/ruff check exporter tests benchmarks scripts
+.venv/bin/ruff check exporter tests bench benchmarks scripts
 echo "ruff format --check"
-.venv/bin/ruff format --check exporter tests benchmarks scripts
-echo "mypy --strict exporter tests"
-.venv/bin/mypy --strict exporter tests
+.venv/bin/ruff format --check exporter tests bench benchmarks scripts
+echo "mypy --strict exporter tests bench"
+.venv/bin/mypy --strict exporter tests bench
