@@ -112,18 +112,24 @@ def test_bad_timeout(capsys: pytest.CaptureFixture[str], timeout: str) -> None:
         ["--versions", "TLSv1.3,1.0"],
     ],
 )
-def test_good_flags_reach_the_probe(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
-) -> None:
+def target_of(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> Target:
+    """The target `check` builds from `argv`, caught where it reaches the probe."""
     seen: list[Target] = []
 
-    async def fake_probe(target: Target) -> object:
+    async def stand_in(target: Target) -> object:
         seen.append(target)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(exporter.probe, "probe", fake_probe)
-    assert main(["check", ADDRESS, *argv]) == 1
+    monkeypatch.setattr(exporter.probe, "probe", stand_in)
+    assert main(["check", *argv]) == 1
     (target,) = seen
+    return target
+
+
+def test_good_flags_reach_the_probe(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    target = target_of(monkeypatch, [ADDRESS, *argv])
     if argv[0] == "--servername":
         assert target.servername == argv[1].rstrip(".")
     if argv[0] == "--ehlo-name":
@@ -139,15 +145,8 @@ def test_unicode_names_are_probed_as_a_labels(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As in the config file: DNS, SNI and certificates carry the A-label form."""
-    seen: list[Target] = []
-
-    async def fake_probe(target: Target) -> object:
-        seen.append(target)
-        raise RuntimeError("stop here")
-
-    monkeypatch.setattr(exporter.probe, "probe", fake_probe)
-    assert main(["check", "MX.Bücher.example:587", "--servername", "mail.bücher.example"]) == 1
-    (target,) = seen
+    argv = ["MX.Bücher.example:587", "--servername", "mail.bücher.example"]
+    target = target_of(monkeypatch, argv)
     assert (target.host, target.port) == ("mx.xn--bcher-kva.example", 587)
     assert target.servername == "mail.xn--bcher-kva.example"
     capsys.readouterr()
