@@ -98,20 +98,6 @@ def test_bad_timeout(capsys: pytest.CaptureFixture[str], timeout: str) -> None:
     assert "argument --timeout:" in usage_error(capsys, ADDRESS, f"--timeout={timeout}")
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--servername", "mx.test."],
-        ["--servername", "192.0.2.1"],
-        ["--servername", "2001:db8::1"],
-        ["--ehlo-name", "[192.0.2.1]"],
-        ["--ehlo-name", "[IPv6:2001:db8::1]"],
-        ["--ehlo-name", "probe.example.org"],
-        ["--timeout", "0.5"],
-        ["--timeout", "1m30s"],
-        ["--versions", "TLSv1.3,1.0"],
-    ],
-)
 def target_of(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> Target:
     """The target `check` builds from `argv`, caught where it reaches the probe."""
     seen: list[Target] = []
@@ -126,6 +112,20 @@ def target_of(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> Target:
     return target
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--servername", "mx.test."],
+        ["--servername", "192.0.2.1"],
+        ["--servername", "2001:db8::1"],
+        ["--ehlo-name", "[192.0.2.1]"],
+        ["--ehlo-name", "[IPv6:2001:db8::1]"],
+        ["--ehlo-name", "probe.example.org"],
+        ["--timeout", "0.5"],
+        ["--timeout", "1m30s"],
+        ["--versions", "TLSv1.3,1.0"],
+    ],
+)
 def test_good_flags_reach_the_probe(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
 ) -> None:
