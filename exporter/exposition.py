@@ -97,7 +97,10 @@ class CachedExposition:
     def __init__(self, store: ResultStore, own: Collector) -> None:
         self._store = store
         self._own = own
-        self._rendered: dict[str, tuple[Target, ProbeResult, dict[str, str]]] = {}
+        #: Target name -> (target, result, its lines by family, in `_FAMILY_ORDER`).
+        self._rendered: dict[str, tuple[Target, ProbeResult, tuple[str, ...]]] = {}
+        #: Format -> (store version, the per-target families' text at that version).
+        self._bodies: dict[str, tuple[int, bytes]] = {}
 
     def render(self, content_type: str) -> bytes | None:
         """The exposition for `content_type`, or None for formats it does not know."""
@@ -105,29 +108,34 @@ class CachedExposition:
         if kind is None:
             return None
         own = _text_latest(self._own) if kind == TEXT else _openmetrics_latest(self._own)
+        version = self._store.version
+        kept = self._bodies.get(kind)
+        if kept is not None and kept[0] == version:
+            return kept[1] + own
+        rows = self._sample_rows()
         headers = _HEADERS[kind]
-        by_family = self._sample_lines()
         parts = []
-        for name in _FAMILY_ORDER:
+        for index, name in enumerate(_FAMILY_ORDER):
             parts.append(headers[name])
-            parts.extend(by_family[name])
-        return "".join(parts).encode() + own
+            parts.append("".join([row[index] for row in rows]))
+        body = "".join(parts).encode()
+        self._bodies[kind] = (version, body)
+        return body + own
 
-    def _sample_lines(self) -> dict[str, list[str]]:
-        """Every target's sample lines by family; sample lines are the same in both formats."""
+    def _sample_rows(self) -> list[tuple[str, ...]]:
+        """Every target's sample lines, one string per family (the same in both formats),
+        rendered again only for targets with a new result."""
         cache = self._rendered
-        fresh: dict[str, tuple[Target, ProbeResult, dict[str, str]]] = {}
-        by_family: dict[str, list[str]] = {name: [] for name in _FAMILY_ORDER}
+        fresh: dict[str, tuple[Target, ProbeResult, tuple[str, ...]]] = {}
         for target, result in self._store.snapshot():
             if result is None:
                 continue
             hit = cache.get(target.name)
             if hit is not None and hit[0] is target and hit[1] is result:
-                rendered = hit[2]
+                fresh[target.name] = hit
             else:
-                rendered = _render_lines(target, result)
-            fresh[target.name] = (target, result, rendered)
-            for name, text in rendered.items():
-                by_family[name].append(text)
+                lines = _render_lines(target, result)
+                row = tuple(lines.get(name, "") for name in _FAMILY_ORDER)
+                fresh[target.name] = (target, result, row)
         self._rendered = fresh
-        return by_family
+        return [entry[2] for entry in fresh.values()]

@@ -38,6 +38,9 @@ class ResultStore:
     def __init__(self) -> None:
         self._targets: dict[str, Target] = {}
         self._results: dict[str, ProbeResult] = {}
+        #: Changes with every change of the targets or their results (not of the counters):
+        #: an exposition of the per-target series made at one version holds until the next.
+        self.version = 0
         self.probes_total = 0
         self.failures_total: Counter[Reason] = Counter()
         self.reload = ReloadStatus(successful=False, last_success=0.0)
@@ -61,6 +64,7 @@ class ResultStore:
         """Install a new target list; results survive only for names in `keep_results`."""
         self._targets = {t.name: t for t in targets}
         self._results = {n: r for n, r in self._results.items() if n in keep_results}
+        self.version += 1
 
     def record(self, target: Target, result: ProbeResult) -> None:
         """Store a finished probe, unless its target left the config meanwhile."""
@@ -69,6 +73,7 @@ class ResultStore:
             self.failures_total[result.error] += 1
         if target.name in self._targets:
             self._results[target.name] = result
+            self.version += 1
 
     def probe_started(self, delay: float) -> None:
         """Note that a probe started `delay` seconds after it was due."""
