@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import socket
 import ssl
+import threading
 from typing import Any
 
 import pytest
@@ -489,3 +490,22 @@ def test_next_address_when_the_first_refuses() -> None:
             return peers, endpoint.working
 
         assert asyncio.run(main()) == (["127.0.0.1", "127.0.0.1"], "127.0.0.1")
+
+
+def test_a_server_that_closes_tls_unasked_costs_nothing(certs: TestCerts) -> None:
+    """A close_notify where the answer to QUIT should be ends the default client's
+    connection: the probe finishes (in a thread, so that a hang fails instead of stopping
+    the test run)."""
+    context = tls_context(str(certs.rsa.cert), str(certs.rsa.key))
+    results: list[ProbeResult] = []
+    with InprocServer(Behaviour(context=context, close_after_tls=True)) as server:
+        worker = threading.Thread(
+            target=lambda: results.append(run(server, certs, versions=(TLSVersion.TLS1_2,))),
+            daemon=True,
+        )
+        worker.start()
+        worker.join(timeout=30)
+        assert not worker.is_alive(), "the probe hung on the server's close_notify"
+    (result,) = results
+    assert result.negotiated is not None
+    assert result.certificate is not None

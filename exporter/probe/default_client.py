@@ -100,18 +100,21 @@ class _Session:
                 await self.flush()
                 return
 
-    async def quit(self) -> None:
-        """Say QUIT inside TLS and wait briefly for the answer; failures do not matter."""
+    async def quit(self, deadline: Deadline) -> None:
+        """Say QUIT inside TLS and wait briefly for the answer (or the server's close);
+        failures do not matter."""
         with contextlib.suppress(ssl.SSLError, OSError, EOFError, TimeoutError, ProbeFailure):
             self.tls.write(b"QUIT\r\n")
             await self.flush()
-            async with asyncio.timeout(_QUIT_WAIT):
+            async with asyncio.timeout(deadline.budget(_QUIT_WAIT)):
                 while True:
                     try:
-                        if b"\n" in self.tls.read(_CHUNK):
-                            return
+                        data = self.tls.read(_CHUNK)
                     except ssl.SSLWantReadError:
                         await self.receive()
+                        continue
+                    if not data or b"\n" in data:  # the reply, or close_notify
+                        return
 
 
 async def handshake(
@@ -137,5 +140,5 @@ async def handshake(
     cipher = session.tls.cipher()
     negotiated = Negotiated(version=session.tls.version() or "", cipher=cipher[0] if cipher else "")
     certificates = _chain(session.tls)
-    await session.quit()
+    await session.quit(deadline)
     return Handshake(negotiated, certificates)

@@ -38,6 +38,8 @@ class Behaviour:
     context: ssl.SSLContext | None = None
     #: Takes over right after STARTTLS (or at once, for implicit TLS).
     raw: RawHandler | None = None
+    #: Right after the TLS handshake, close the connection (TLS close_notify) unasked.
+    close_after_tls: bool = False
     #: One entry per connection accepted, for tests that count them.
     connections: list[str] = field(default_factory=list)
 
@@ -187,6 +189,9 @@ class InprocServer:
             return
         async with asyncio.timeout(10):
             await writer.start_tls(b.context)
+        if b.close_after_tls:
+            writer.close()
+            return
         if b.implicit:
             writer.write(b"220 inproc.test ESMTP\r\n")
             await writer.drain()
