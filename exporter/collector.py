@@ -193,14 +193,14 @@ class ExporterCollector(Collector):
         )
         yield GaugeMetricFamily(
             "smtp_tls_exporter_probe_concurrency",
-            "The most probes that may run at once (--probe.concurrency, or what the open files"
-            " limit allows).",
+            "The most probes that may run at once: what the open files limit allows, or"
+            " --probe.concurrency where that is smaller.",
             store.probe_concurrency,
         )
         yield GaugeMetricFamily(
             "smtp_tls_exporter_event_loop_lag_seconds",
-            "How late the event loop runs, smoothed; no new probe starts while it is over"
-            " 0.1 s (a busy CPU).",
+            "How late the event loop runs, smoothed; while it is 0.1 s or more (a busy CPU), no"
+            " new probe starts unless none is running.",
             store.event_loop_lag_seconds,
         )
         yield GaugeMetricFamily(

@@ -13,17 +13,25 @@ import resource
 
 from exporter.defaults import FILES_PER_PROBE, RESERVED_FILES
 
+#: What to ask for where the hard limit is infinite but the kernel will not grant that.
+_FALLBACK_FILES = 10240
+
 
 def raise_open_files_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit where allowed; the soft limit now."""
+    """Raise the soft RLIMIT_NOFILE to the hard limit where allowed; the soft limit now.
+
+    Where the hard limit is infinite and the kernel refuses that (macOS caps it at 10240),
+    10240 is tried instead, as Go does; the limit is read back, not assumed."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != soft and (hard == resource.RLIM_INFINITY or hard > soft):
+    for wanted in (hard, _FALLBACK_FILES):
+        if wanted != resource.RLIM_INFINITY and wanted <= soft:
+            continue
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):  # some kernels refuse RLIM_INFINITY; keep what we have
-            return soft
-        soft = hard
-    return soft
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            continue
+        break
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def probe_slots(open_files: int) -> int:

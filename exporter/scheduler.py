@@ -192,14 +192,17 @@ class Scheduler:
     def _has_slot(self) -> bool:
         return self._running < self.concurrency and (self._running == 0 or self.lag < MAX_LAG)
 
-    def _note_overdue(self, now: float, *, changed: bool) -> None:
-        """Count the due probes waiting for a slot: at once when probes just started, else at
-        most every `_OVERDUE_RECOUNT` seconds (the walk costs about the number waiting)."""
+    def _note_overdue(self, now: float, *, started: int) -> None:
+        """Count the due probes waiting for a slot: a walk of the heap at most every
+        `_OVERDUE_RECOUNT` seconds (it costs about the number waiting), and in between the
+        last count less the probes that have started since."""
         if self._has_slot() or not self._heap or self._heap[0].due > now:
             self._store.overdue_probes = 0  # every due probe has started
-        elif changed or now - self._overdue_counted >= _OVERDUE_RECOUNT:
+        elif now - self._overdue_counted >= _OVERDUE_RECOUNT:
             self._overdue_counted = now
             self._store.overdue_probes = self._count_overdue(now)
+        else:
+            self._store.overdue_probes = max(0, self._store.overdue_probes - started)
 
     async def run(self) -> None:
         """Dispatch due probes forever (until cancelled), watching the event loop's lag."""
@@ -212,7 +215,7 @@ class Scheduler:
             self._wake.clear()
             now = self._clock.monotonic()
             started = self._dispatch_due(now)
-            self._note_overdue(now, changed=started > 0)
+            self._note_overdue(now, started=started)
             if started == _BATCH:
                 # More may be due: let the loop run the new probes' first steps (and the lag
                 # watcher judge the load) before starting more.

@@ -71,7 +71,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     body = await loop.run_in_executor(executor, fast, content_type) if fast else None
     if body is None:
         body = await loop.run_in_executor(executor, encoder, sources.registry)
-    headers = {"Content-Type": content_type, "Vary": "Accept-Encoding"}
+    headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
         body = await loop.run_in_executor(executor, _gzip, body)
         headers["Content-Encoding"] = "gzip"

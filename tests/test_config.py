@@ -843,3 +843,10 @@ def test_libyaml_and_the_pure_parser_read_alike(text: str) -> None:
 
     assert recorded(fast_positions) == recorded(pure_positions)
     assert recorded(fast_positions)  # lines were recorded at all
+
+
+@pytest.mark.parametrize("text", ["targets:\n  - host:\tmx.example.org\n", "a: [b,\tc]\n"])
+def test_tabs_are_refused_wherever_yaml_is_parsed(text: str) -> None:
+    """LibYAML takes these tabs, the pure parser does not: the file is judged the same on
+    every machine, whichever PyYAML it has."""
+    assert_problem(problems(text), None, "invalid YAML")

@@ -36,7 +36,8 @@ class Endpoint:
         if self.working is None:
             async with self._first:
                 if self._unreachable is not None:
-                    raise self._unreachable
+                    failure = self._unreachable  # a copy: each connection its own traceback
+                    raise ProbeFailure(failure.reason, failure.detail)
                 if self.working is None:
                     try:
                         return await self._connect(deadline)
