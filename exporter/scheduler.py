@@ -77,6 +77,9 @@ class _State:
     scheduled: float = 0.0
     #: Waiting in its host's queue rather than in the heap.
     parked: bool = False
+    #: When its host first became free for it, while it has not started since: a probe
+    #: parked again (another probe of the host took the free turn) keeps counting from here.
+    freed: float | None = None
 
 
 @dataclass(order=True, slots=True)
@@ -162,9 +165,9 @@ class Scheduler:
         periods = max(0, int((earliest - base) // interval) + 1)
         return base + periods * interval
 
-    def _push(self, state: _State, due: float) -> None:
+    def _push(self, state: _State, due: float, *, scheduled: float | None = None) -> None:
         state.due = due
-        state.scheduled = due
+        state.scheduled = due if scheduled is None else scheduled
         state.parked = False
         heapq.heappush(self._heap, _Entry(due, state.target.name, state.generation))
 
@@ -263,6 +266,7 @@ class Scheduler:
         return started
 
     def _start(self, state: _State, host: str) -> None:
+        state.freed = None
         self._running += 1
         self._store.probes_running = self._running
         self._busy_hosts[host] = state.target.name
@@ -335,7 +339,9 @@ class Scheduler:
         while queue:
             waiting = queue.popleft()
             if self._states.get(waiting.target.name) is waiting and waiting.parked:
-                self._push(waiting, self._clock.monotonic())
+                now = self._clock.monotonic()
+                waiting.freed = now if waiting.freed is None else waiting.freed
+                self._push(waiting, now, scheduled=waiting.freed)
                 break
         if not queue:
             self._host_queues.pop(host, None)
