@@ -1,7 +1,7 @@
 """Memory and scrape cost of many stored results: what one process watching tens of
 thousands of MX hosts spends on /metrics.
 
-    python benchmarks/exposition.py [--targets 20000]
+    python bench/exposition.py [--targets 20000]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Starts an in-process STARTTLS server that speaks TLS 1.0-1.3 (or probes HOST:PORT given on
 the command line) and prints the median, 95th percentile and worst of N probes.
 
-    python benchmarks/probe_latency.py [--runs 50] [HOST:PORT]
+    python bench/probe_latency.py [--runs 50] [HOST:PORT]
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "ruff check"
-.venv/bin/ruff check exporter tests bench benchmarks scripts
+.venv/bin/ruff check exporter tests bench scripts
 echo "ruff format --check"
-.venv/bin/ruff format --check exporter tests bench benchmarks scripts
+.venv/bin/ruff format --check exporter tests bench scripts
 echo "mypy --strict exporter tests bench"
 .venv/bin/mypy --strict exporter tests bench
