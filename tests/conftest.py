@@ -6,13 +6,30 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.postfix import PostfixServers, postfix_available
+from tests.support.postfix import (
+    PostfixServers,
+    SystemPostfix,
+    postfix_available,
+    system_postfix,
+)
 from tests.support.tools import unavailable
 
 
 @pytest.fixture(scope="session")
-def postfix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostfixServers]:
+def system_postfix_before() -> SystemPostfix:
+    """``/etc/postfix`` and the system instance as they were before any test server ran."""
+    return system_postfix()
+
+
+@pytest.fixture(scope="session")
+def postfix(
+    tmp_path_factory: pytest.TempPathFactory, system_postfix_before: SystemPostfix
+) -> Iterator[PostfixServers]:
     """A real Postfix with one listener per TLS policy (see ``tests/support/postfix.py``).
+
+    A private instance under the session's temporary directory: machines running these tests
+    may carry real mail on their system Postfix, so the teardown fails the session if
+    ``/etc/postfix`` changed or a system instance was started.
 
     Skipped where Postfix is not installed or the tests do not run as root; with
     ``CI=true`` that is a failure instead, so CI never passes by skipping.
@@ -26,3 +43,6 @@ def postfix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostfixServers
         yield servers
     finally:
         servers.stop()
+    after = system_postfix()
+    assert after.config_files == system_postfix_before.config_files, "/etc/postfix changed"
+    assert after.masters <= system_postfix_before.masters, "the system Postfix was started"

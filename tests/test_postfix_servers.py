@@ -29,8 +29,12 @@ from tests.support.postfix import (
     POSTSCREEN_BANNER,
     POSTSCREEN_GREET_WAIT,
     SMTPD_BANNER,
+    SYSTEM_CONFIG_DIR,
     Listener,
     PostfixServers,
+    SystemPostfix,
+    postfix_masters,
+    system_postfix,
 )
 
 pytestmark = pytest.mark.postfix
@@ -341,3 +345,34 @@ def test_target_describes_a_listener(postfix: PostfixServers) -> None:
     assert (target.host, target.port, target.tls) == ("127.0.0.1", 2608, TLSMode.IMPLICIT)
     assert target.ca_file == str(postfix.ca_file)
     assert postfix.target("postscreen").timeout > POSTSCREEN_GREET_WAIT
+
+
+# --- the system Postfix is left alone (keep last: it stops and restarts the servers) ----------
+
+
+def assert_system_postfix_unchanged(before: SystemPostfix) -> None:
+    after = system_postfix()
+    assert after.config_files == before.config_files, f"{SYSTEM_CONFIG_DIR} changed"
+    assert after.masters <= before.masters, "a system Postfix master was started"
+
+
+def test_servers_leave_the_system_postfix_alone(
+    postfix: PostfixServers, system_postfix_before: SystemPostfix
+) -> None:
+    """Every test above used the listeners: /etc/postfix and the system instance are as before.
+
+    The snapshot was taken before the session's servers started; stopping them must not
+    touch the system instance either.
+    """
+    assert postfix.config_dir.is_relative_to(postfix.workdir)
+    assert postfix.log_file.is_relative_to(postfix.workdir)
+    assert ehlo(postfix, "all")[-1].startswith("250 ")
+    assert postfix.config_dir in postfix_masters().values()
+    assert_system_postfix_unchanged(system_postfix_before)
+    postfix.stop()
+    try:
+        assert postfix.config_dir not in postfix_masters().values()
+        assert_system_postfix_unchanged(system_postfix_before)
+    finally:
+        postfix.start()
+    assert ehlo(postfix, "all")[-1].startswith("250 ")

@@ -1,9 +1,11 @@
 """A real Postfix with one SMTP listener per TLS policy, for the probe tests.
 
-``PostfixServers`` writes ``/etc/postfix/main.cf`` and ``master.cf`` (the default
-instance: this is meant for a test machine or CI container), starts Postfix and waits until
-every listener accepts TCP connections.  It needs root and the Debian ``postfix`` package
-(``scripts/install-test-deps.sh``).
+``PostfixServers`` runs a private Postfix instance of its own: configuration, queue, data
+directory and log all live in the work directory it is given, and it is driven with
+``postfix -c DIR``.  It never writes to ``/etc/postfix`` (only the package's own files there
+are read, as ``meta_directory``) and never starts or stops the system instance, which may be
+carrying real mail on the same machine.  It needs root (Postfix's master runs as root) and
+the Debian ``postfix`` package (``scripts/install-test-deps.sh``).
 
 Every listener is described by a :class:`Listener` in ``LISTENERS`` (ports in ``PORTS``), so a
 test can compare a probe result against what the server is configured to accept.
@@ -19,9 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
+import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Mapping
@@ -37,9 +42,10 @@ HOST6: Final = "::1"
 HOSTNAME: Final = "mail.test"
 """Postfix's ``myhostname``: appears in the greeting and the EHLO reply."""
 
-CONFIG_DIR: Final = Path("/etc/postfix")
-LOG_FILE: Final = Path("/var/log/postfix-test.log")
+SYSTEM_CONFIG_DIR: Final = Path("/etc/postfix")
+"""The system instance's configuration: only ever looked at, to prove the tests leave it alone."""
 LOCK_FILE: Final = Path("/run/smtp-tls-exporter-test-postfix.lock")
+"""Serialises test runs on one machine: the listener ports are fixed."""
 MARKER: Final = "# Written by smtp-tls-exporter tests/support/postfix.py"
 
 POSTSCREEN_GREET_WAIT: Final = 3
@@ -159,8 +165,8 @@ class PostfixError(RuntimeError):
 def postfix_available() -> str | None:
     """None when the servers can run here, else the reason why not."""
     if os.geteuid() != 0:
-        return "the Postfix test servers need root (they write /etc/postfix and bind as root)"
-    for tool in ("postfix", "postconf", "newaliases"):
+        return "the Postfix test servers need root (their private instance's master runs as root)"
+    for tool in ("postfix", "postconf"):
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
             return f"Postfix is not installed ({tool} not found); run scripts/install-test-deps.sh"
     return None
@@ -257,10 +263,68 @@ tlsproxy  unix  -       -       n       -       0       tlsproxy
 """
 
 
-def main_cf(certs: TestCerts, ipv6: bool) -> str:
+@dataclass(frozen=True)
+class InstancePaths:
+    """Where a private instance keeps its files: all inside one work directory."""
+
+    root: Path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.root / "spool"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def data_dir_from_queue(self) -> str:
+        """The data directory relative to the queue directory, where Postfix works.
+
+        pytest's base temporary directory is private to root, so the mail owner cannot open
+        files below it by absolute path; relative to its working directory it can.
+        """
+        return os.path.relpath(self.data_dir, self.queue_dir)
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "postfix.log"
+
+
+_INSTALL_PARAMETERS: Final = (
+    "command_directory",
+    "daemon_directory",
+    "shlib_directory",
+    "meta_directory",
+    "mail_owner",
+    "setgid_group",
+)
+"""Compiled-in defaults a private main.cf repeats, so ``postfix -c`` finds the programs."""
+
+
+def install_parameters() -> dict[str, str]:
+    """The package's built-in values of ``_INSTALL_PARAMETERS`` (``postconf -d``)."""
+    output = _check("postconf", "-d", *_INSTALL_PARAMETERS)
+    values = dict(line.split(" = ", 1) for line in output.splitlines() if " = " in line)
+    return {name: values[name] for name in _INSTALL_PARAMETERS}
+
+
+def main_cf(certs: TestCerts, ipv6: bool, paths: InstancePaths, install: Mapping[str, str]) -> str:
     """The main.cf: loopback only, no relaying, no delivery, TLS down to 1.0 possible."""
+    installed = "\n".join(f"{name} = {value}" for name, value in install.items())
     return f"""\
 {MARKER}
+# A private instance: every file it writes is under {paths.root}.
+queue_directory = {paths.queue_dir}
+data_directory = {paths.data_dir_from_queue}
+maillog_file = {paths.log_file}
+maillog_file_prefixes = {paths.root}
+{installed}
+
 compatibility_level = 3.6
 myhostname = {HOSTNAME}
 mydomain = test
@@ -268,7 +332,7 @@ myorigin = $myhostname
 mydestination =
 relay_domains =
 relayhost =
-inet_interfaces = loopback-only
+inet_interfaces = 127.0.0.1{", [::1]" if ipv6 else ""}
 inet_protocols = {"ipv4, ipv6" if ipv6 else "ipv4"}
 mynetworks = 127.0.0.0/8{" [::1]/128" if ipv6 else ""}
 smtpd_banner = {SMTPD_BANNER}
@@ -282,10 +346,8 @@ smtpd_relay_restrictions = reject
 smtpd_recipient_restrictions = reject
 default_transport = error:mail delivery is disabled on this test server
 local_transport = error:local delivery is disabled on this test server
-alias_maps = hash:/etc/aliases
-alias_database = hash:/etc/aliases
-
-maillog_file = {LOG_FILE}
+alias_maps =
+alias_database =
 
 # TLS defaults; each listener in master.cf pins its own protocols (and ciphers).
 smtpd_tls_security_level = may
@@ -360,14 +422,6 @@ def _check(*args: str, timeout: float = 60.0) -> str:
     return result.stdout + result.stderr
 
 
-def _aliases_outdated() -> bool:
-    source, database = Path("/etc/aliases"), Path("/etc/aliases.db")
-    try:
-        return database.stat().st_mtime < source.stat().st_mtime
-    except FileNotFoundError:
-        return True
-
-
 def _accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1.0):
@@ -376,10 +430,71 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
-class PostfixServers:
-    """Postfix running every listener of ``LISTENERS`` (``ipv6`` only where ::1 works).
+@dataclass(frozen=True)
+class SystemPostfix:
+    """The system instance's state, which these tests must leave exactly as they found it."""
 
-    Usage::
+    config_files: Mapping[str, str] | None
+    """Every entry under ``SYSTEM_CONFIG_DIR``: relative path -> mode and content hash (or
+    link target); None when the directory does not exist."""
+    masters: frozenset[int]
+    """Running master processes of the system instance."""
+
+
+def _entry_digest(path: Path) -> str:
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        return f"link {os.readlink(path)}"
+    if stat.S_ISDIR(info.st_mode):
+        return f"dir {info.st_mode:o} {info.st_uid}:{info.st_gid}"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return f"file {info.st_mode:o} {info.st_uid}:{info.st_gid} {digest}"
+
+
+def _config_snapshot(directory: Path) -> dict[str, str] | None:
+    if not directory.exists():
+        return None
+    return {
+        str(path.relative_to(directory)): _entry_digest(path)
+        for path in sorted(directory.rglob("*"))
+    }
+
+
+def postfix_masters() -> dict[int, Path]:
+    """Running Postfix master processes -> the configuration directory each one uses."""
+    masters: dict[int, Path] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = proc.joinpath("cmdline").read_bytes().split(b"\0")
+            if Path(os.fsdecode(argv[0])).name != "master":
+                continue
+            environ = proc.joinpath("environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        config = SYSTEM_CONFIG_DIR
+        for item in environ:
+            if item.startswith(b"MAIL_CONFIG="):
+                config = Path(os.fsdecode(item.removeprefix(b"MAIL_CONFIG=")))
+        masters[int(proc.name)] = config
+    return masters
+
+
+def system_postfix() -> SystemPostfix:
+    """A snapshot of ``/etc/postfix`` and of the system instance's master processes."""
+    return SystemPostfix(
+        config_files=_config_snapshot(SYSTEM_CONFIG_DIR),
+        masters=frozenset(
+            pid for pid, config in postfix_masters().items() if config == SYSTEM_CONFIG_DIR
+        ),
+    )
+
+
+class PostfixServers:
+    """A private Postfix instance running every listener of ``LISTENERS``.
+
+    (``ipv6`` only where ::1 works.)  Usage::
 
         servers = PostfixServers(tmp_dir)
         servers.start()
@@ -387,10 +502,11 @@ class PostfixServers:
         ...
         servers.stop()
 
-    or as a context manager.  ``start()`` replaces /etc/postfix/main.cf and master.cf
-    (keeping copies of configuration files not written by these tests, put back by
-    ``stop()``) and restarts Postfix if it is already running.  An exclusive lock on
-    ``LOCK_FILE`` serialises concurrent test runs on one machine.
+    or as a context manager.  ``start()`` writes ``main.cf`` and ``master.cf`` into
+    ``tmp_dir/etc`` (queue in ``tmp_dir/spool``, data in ``tmp_dir/data``, log in
+    ``tmp_dir/postfix.log``) and starts that instance with ``postfix -c``; ``stop()`` stops
+    it again.  The system instance and ``/etc/postfix`` are never touched.  An exclusive lock
+    on ``LOCK_FILE`` serialises concurrent test runs on one machine (the ports are fixed).
     """
 
     host: str = HOST
@@ -406,6 +522,7 @@ class PostfixServers:
         lock_timeout: float = 900.0,
     ) -> None:
         self.workdir = workdir
+        self.paths = InstancePaths(workdir.absolute())
         self._certs = certs
         self.start_timeout = start_timeout
         self.lock_timeout = lock_timeout
@@ -416,7 +533,6 @@ class PostfixServers:
             if self.ipv6 or listener.host != HOST6
         }
         self._lock: IO[str] | None = None
-        self._backups: dict[Path, Path | None] = {}
         self._log_offset = 0
         self.running = False
 
@@ -437,6 +553,16 @@ class PostfixServers:
     def names(self) -> list[str]:
         """The listener names running here."""
         return list(self.listeners)
+
+    @property
+    def config_dir(self) -> Path:
+        """This instance's configuration directory (what ``postfix -c`` is given)."""
+        return self.paths.config_dir
+
+    @property
+    def log_file(self) -> Path:
+        """This instance's own log (``maillog_file``)."""
+        return self.paths.log_file
 
     def port(self, name: str) -> int:
         return self.listener(name).port
@@ -468,9 +594,9 @@ class PostfixServers:
         return Target(**(fields | overrides))
 
     def log_tail(self, lines: int = 50, *, since_start: bool = True) -> str:
-        """The last lines of Postfix's log (by default only what this run logged)."""
+        """The last lines of this instance's log (by default only what this run logged)."""
         try:
-            with LOG_FILE.open("rb") as log:
+            with self.log_file.open("rb") as log:
                 if since_start and log.seek(0, os.SEEK_END) >= self._log_offset:
                     log.seek(self._log_offset)
                 else:
@@ -483,36 +609,35 @@ class PostfixServers:
     # --- life cycle -----------------------------------------------------------------
 
     def start(self) -> None:
-        """Write the configuration, (re)start Postfix, wait for every listener."""
+        """Write the instance's files, start it, wait for every listener."""
         reason = postfix_available()
         if reason is not None:
             raise PostfixError(reason)
         self._acquire_lock()
         try:
             self._stop_postfix()
+            self._stop_orphans()
+            self._check_ports_free()
             self._write_config()
-            if _aliases_outdated():
-                _check("newaliases")
-            _check("postfix", "check")
+            self._postfix("check")
             try:
-                self._log_offset = LOG_FILE.stat().st_size
+                self._log_offset = self.log_file.stat().st_size
             except FileNotFoundError:
                 self._log_offset = 0
-            _check("postfix", "start")
             self.running = True
+            self._postfix("start")
             self._wait_for_listeners()
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
-        """Stop Postfix and put back configuration files these tests replaced."""
+        """Stop this instance (its files stay in the work directory for inspection)."""
         try:
             if self.running or self._lock is not None:
                 self._stop_postfix()
         finally:
             self.running = False
-            self._restore_config()
             self._release_lock()
 
     def __enter__(self) -> PostfixServers:
@@ -523,6 +648,14 @@ class PostfixServers:
         self.stop()
 
     # --- internals ------------------------------------------------------------------
+
+    def _postfix(self, *args: str) -> str:
+        """Run ``postfix -c`` on this instance; it reports failures only to its log."""
+        try:
+            return _check("postfix", "-c", str(self.config_dir), *args)
+        except PostfixError as error:
+            log = self.log_tail(20, since_start=False)
+            raise PostfixError(f"{error}\nlog ({self.log_file}):\n{log}") from None
 
     def _acquire_lock(self) -> None:
         if self._lock is not None:
@@ -551,56 +684,64 @@ class PostfixServers:
             self._lock = None
 
     def _write_config(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        """The instance's directories and configuration, all under the work directory."""
+        paths = self.paths
+        install = install_parameters()
+        for directory in (paths.root, paths.config_dir, paths.queue_dir, paths.data_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        # Postfix wants its queue owned by root and not writable by others, and a data
+        # directory of the mail owner's own, which it reaches through the work directory.
+        for directory in (paths.root, paths.queue_dir, paths.config_dir):
+            directory.chmod(0o755)
+        owner = pwd.getpwnam(install["mail_owner"])
+        os.chown(paths.data_dir, owner.pw_uid, owner.pw_gid)
+        paths.data_dir.chmod(0o700)
         files = {
-            CONFIG_DIR / "main.cf": main_cf(self.certs, self.ipv6),
-            CONFIG_DIR / "master.cf": master_cf(self.certs, self.listeners),
+            paths.config_dir / "main.cf": main_cf(self.certs, self.ipv6, paths, install),
+            paths.config_dir / "master.cf": master_cf(self.certs, self.listeners),
         }
         for path, text in files.items():
-            self._backup(path)
             path.write_text(text)
+            path.chmod(0o644)
 
-    def _backup(self, path: Path) -> None:
-        """Keep a configuration file that these tests did not write."""
-        if path in self._backups:
-            return
-        if not path.exists():
-            self._backups[path] = None  # remove it again in stop()
-            return
-        backup = path.with_name(path.name + ".before-tests")
-        if path.read_text(errors="replace").startswith(MARKER):
-            # Written by an earlier run that did not get to stop(): its backup is the original.
-            if backup.exists():
-                self._backups[path] = backup
-            return
-        shutil.copy2(path, backup)
-        self._backups[path] = backup
-
-    def _restore_config(self) -> None:
-        for path, backup in self._backups.items():
-            with contextlib.suppress(OSError):
-                if backup is None:
-                    path.unlink()
-                else:
-                    shutil.copy2(backup, path)
-                    backup.unlink()
-        self._backups.clear()
-
-    def _postfix_running(self) -> bool:
-        return _run("postfix", "status").returncode == 0
+    def _instance_running(self) -> bool:
+        if not self.config_dir.joinpath("main.cf").exists():
+            return False
+        return _run("postfix", "-c", str(self.config_dir), "status").returncode == 0
 
     def _stop_postfix(self) -> None:
-        if not CONFIG_DIR.joinpath("main.cf").exists() or not self._postfix_running():
+        if not self._instance_running():
             return
-        _run("postfix", "stop")
+        _run("postfix", "-c", str(self.config_dir), "stop")
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
-            if not self._postfix_running() and not any(
+            if not self._instance_running() and not any(
                 _accepts(listener.host, listener.port) for listener in self.listeners.values()
             ):
                 return
             time.sleep(0.1)
         raise PostfixError(f"Postfix did not stop within {self.start_timeout:.0f}s")
+
+    def _stop_orphans(self) -> None:
+        """Stop private instances an earlier run left behind (they hold the fixed ports).
+
+        Only instances whose main.cf these tests wrote: we hold ``LOCK_FILE``, so no other
+        run is using them.
+        """
+        for config in set(postfix_masters().values()):
+            main = config / "main.cf"
+            if config == self.config_dir or config == SYSTEM_CONFIG_DIR:
+                continue
+            with contextlib.suppress(OSError):
+                if main.read_text(errors="replace").startswith(MARKER):
+                    _run("postfix", "-c", str(config), "stop")
+
+    def _check_ports_free(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while busy := [n for n, item in self.listeners.items() if _accepts(item.host, item.port)]:
+            if time.monotonic() > deadline:
+                raise PostfixError(f"the ports of listeners {busy} are in use by another process")
+            time.sleep(0.1)
 
     def _wait_for_listeners(self) -> None:
         pending = dict(self.listeners)
