@@ -28,6 +28,7 @@ from tests.support.exporter_process import (
     ExporterProcess,
     Scrape,
     free_port,
+    listener_defaults,
     run_exporter,
     running_exporter,
     target_entry,
@@ -55,13 +56,7 @@ def config_for(
         for name in names
     ]
     return {
-        "defaults": {
-            "interval": interval,
-            "timeout": "30s",
-            "ehlo_name": "client.test",
-            "ca_file": str(postfix.ca_file),
-            **defaults,
-        },
+        "defaults": listener_defaults(postfix, interval=interval, **defaults),
         "targets": targets,
     }
 

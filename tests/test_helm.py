@@ -373,6 +373,9 @@ def test_ca_file_from_both_sources_is_refused() -> None:
         "log.level=verbose",
         "serviceMonitor.enable=true",
         "unknownKey=1",
+        "sharding.shards=-1",
+        "sharding.shards=two",
+        "sharding.shard=3",
     ],
 )
 def test_schema_refuses_bad_values(setting: str) -> None:
@@ -645,18 +648,6 @@ def test_sharding_needs_a_cluster_ip_service() -> None:
     )  # fmt: skip
     assert result.returncode != 0
     assert "service.type ClusterIP" in result.stderr
-
-
-@pytest.mark.parametrize(
-    "setting", ["sharding.shards=-1", "sharding.shards=two", "sharding.shard=3"]
-)
-def test_schema_refuses_bad_sharding(setting: str) -> None:
-    result = run_helm(
-        "template", RELEASE, str(CHART),
-        "--set", "config.targets[0].host=mx.example.org", "--set", setting,
-    )  # fmt: skip
-    assert result.returncode != 0, setting
-    assert "schema" in result.stderr.lower(), result.stderr
 
 
 def test_notes_name_the_shards() -> None:

@@ -15,6 +15,7 @@ from tests.support.exporter_process import (
     HOST,
     ExporterProcess,
     free_port,
+    listener_defaults,
     target_entry,
     write_config,
 )
@@ -55,12 +56,7 @@ def exporter_config(postfix: PostfixServers) -> dict[str, Any]:
     ]
     targets.append({"host": HOST, "port": free_port(), "name": CLOSED})
     return {
-        "defaults": {
-            "interval": "10m",
-            "timeout": "30s",
-            "ehlo_name": "client.test",
-            "ca_file": str(postfix.ca_file),
-        },
+        "defaults": listener_defaults(postfix),
         "targets": targets,
     }
 

@@ -23,6 +23,7 @@ from tests.support.exporter_process import (
     HOST,
     ExporterProcess,
     free_port,
+    listener_defaults,
     run_exporter,
     target_entry,
     write_config,
@@ -363,12 +364,7 @@ def test_two_exporters_split_one_config(postfix: PostfixServers, tmp_path: Path)
     targets = [target_entry(postfix, name) for name in listeners]
     targets += [{"host": HOST, "port": free_port(), "name": name} for name in closed]
     config: dict[str, Any] = {
-        "defaults": {
-            "interval": "10m",
-            "timeout": "30s",
-            "ehlo_name": "client.test",
-            "ca_file": str(postfix.ca_file),
-        },
+        "defaults": listener_defaults(postfix),
         "targets": targets,
     }
     path = write_config(tmp_path / "config.yaml", config)

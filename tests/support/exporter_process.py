@@ -72,6 +72,20 @@ def target_entry(postfix: PostfixServers, name: str, **extra: Any) -> dict[str, 
     return entry | extra
 
 
+def listener_defaults(
+    postfix: PostfixServers, *, interval: str = "10m", **extra: Any
+) -> dict[str, Any]:
+    """The config's `defaults` for probing the Postfix listeners: their CA, a fixed EHLO name,
+    and a timeout that covers the postscreen listener's greeting delay."""
+    return {
+        "interval": interval,
+        "timeout": "30s",
+        "ehlo_name": "client.test",
+        "ca_file": str(postfix.ca_file),
+        **extra,
+    }
+
+
 def run_exporter(
     *args: str, timeout: float = 30.0, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
