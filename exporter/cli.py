@@ -149,8 +149,8 @@ def exporter_parser() -> argparse.ArgumentParser:
         type=_concurrency,
         metavar="N",
         help="the most probes running at once across all targets (default: as many as the"
-        " open files limit allows, which is raised to its hard limit at start; fewer while"
-        " the CPU is busy)",
+        " open files limit allows, which is raised to its hard limit at start, up to 1,024"
+        " for memory; fewer while the CPU is busy)",
     )
     parser.add_argument(
         "--shard",

@@ -193,8 +193,9 @@ class ExporterCollector(Collector):
         )
         yield GaugeMetricFamily(
             "smtp_tls_exporter_probe_concurrency",
-            "The most probes that may run at once: what the open files limit allows, or"
-            " --probe.concurrency where that is smaller.",
+            "The most probes that may run at once: --probe.concurrency, or by default what"
+            " the open files limit allows up to the memory budget, never more than the"
+            " open files allow.",
             store.probe_concurrency,
         )
         yield GaugeMetricFamily(

@@ -1,17 +1,23 @@
-"""How many probes the process can carry at once, from its open files limit.
+"""How many probes the process can carry at once, from its open files limit and memory.
 
 Probes mostly wait (greeting delays, round trips), so a small fixed bound would let a slow
-fleet stretch every round. What really bounds them is file descriptors: each probe holds
-up to `FILES_PER_PROBE`. Like Go programs, the exporter raises its soft open files limit
-to the hard one at start; the CPU side is watched by the scheduler (no new probe starts
-while the event loop runs late).
+fleet stretch every round. What really bounds them is file descriptors (each probe holds up
+to `FILES_PER_PROBE`) and memory (`MEMORY_PER_PROBE` each, within `PROBE_MEMORY_BUDGET`).
+Like Go programs, the exporter raises its soft open files limit to the hard one at start;
+the CPU side is watched by the scheduler (no new probe starts while the event loop runs
+late).
 """
 
 from __future__ import annotations
 
 import resource
 
-from exporter.defaults import FILES_PER_PROBE, RESERVED_FILES
+from exporter.defaults import (
+    FILES_PER_PROBE,
+    MEMORY_PER_PROBE,
+    PROBE_MEMORY_BUDGET,
+    RESERVED_FILES,
+)
 
 #: What to ask for where the hard limit is infinite but the kernel will not grant that.
 _FALLBACK_FILES = 10240
@@ -41,7 +47,16 @@ def probe_slots(open_files: int) -> int:
     return max(1, (open_files - RESERVED_FILES) // FILES_PER_PROBE)
 
 
+#: Probes that fit in the default memory budget.
+MEMORY_SLOTS = PROBE_MEMORY_BUDGET // MEMORY_PER_PROBE
+
+
 def concurrency(requested: int | None, open_files: int) -> int:
-    """The bound on probes at once: what was asked for, never more than the files allow."""
+    """The bound on probes at once: what was asked for, never more than the files allow.
+
+    Unasked, also no more than the memory budget holds; asked for more, the user has
+    chosen to spend that memory."""
     slots = probe_slots(open_files)
-    return slots if requested is None else min(requested, slots)
+    if requested is None:
+        return min(slots, MEMORY_SLOTS)
+    return min(requested, slots)

@@ -1,4 +1,5 @@
-"""The bound on probes at once comes from the open files limit, raised to the hard limit."""
+"""The bound on probes at once comes from the open files limit, raised to the hard limit,
+and from the memory budget."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import pytest
 
 from exporter.defaults import FILES_PER_PROBE, RESERVED_FILES
-from exporter.limits import concurrency, probe_slots
+from exporter.limits import MEMORY_SLOTS, concurrency, probe_slots
 
 
 @pytest.mark.parametrize(
@@ -29,6 +30,16 @@ def test_a_requested_bound_is_capped_by_the_open_files() -> None:
     assert concurrency(None, 4096) == probe_slots(4096)
     assert concurrency(10, 4096) == 10
     assert concurrency(100_000, 4096) == probe_slots(4096)
+
+
+def test_unasked_the_memory_budget_caps_a_large_open_files_limit() -> None:
+    """A systemd host's hard limit (a million descriptors) would allow ~95,000 probes at
+    once: the default stops at what the memory budget holds; an explicit bound may go past
+    it, up to what the descriptors allow."""
+    assert 512 <= MEMORY_SLOTS <= 4096
+    assert concurrency(None, 1_048_576) == MEMORY_SLOTS
+    assert concurrency(None, 1024) == probe_slots(1024) < MEMORY_SLOTS
+    assert concurrency(20_000, 1_048_576) == 20_000
 
 
 def test_the_soft_limit_is_raised_to_the_hard_one() -> None:
