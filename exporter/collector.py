@@ -6,7 +6,9 @@ different extra labels, so samples are added with per-sample label sets.
 
 from __future__ import annotations
 
+import ipaddress
 import platform
+import re
 import ssl
 from collections.abc import Callable, Iterable, Iterator
 
@@ -32,8 +34,35 @@ def bounded(value: str) -> str:
     return value if len(value) <= MAX_LABEL_VALUE else value[: MAX_LABEL_VALUE - 1] + "…"
 
 
-def _is_session_id(token: str) -> bool:
-    return len(token) >= 16 and sum(c.isdigit() for c in token) >= 3 and "/" not in token
+#: Punctuation around a word of a reply: `[192.0.2.1]`, `<id@host>`, `(2001:db8::1),`.
+_WRAPPING = "[]()<>{},;'\""
+#: A time of day (`20:37:05`, `20:37:05.123+0000`): greetings and rate-limit replies carry it.
+_TIME_OF_DAY = re.compile(r"\d{1,2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
+
+
+def _is_address(word: str) -> bool:
+    """An IP address, also with a port (`192.0.2.1:25`, `[2001:db8::1]:25`) or a zone."""
+    host = word.split("%", 1)[0]
+    if host.count(":") == 1 and "." in host:  # IPv4 with a port
+        host = host.split(":", 1)[0]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _varies(token: str) -> bool:
+    """Whether a word of a reply changes from one connection to the next: a session or
+    queue ID (long, with several digits), a time of day. Addresses and host names stay."""
+    word = token.strip(_WRAPPING)
+    if word.startswith("[") or "]:" in word:
+        word = word.replace("[", "").replace("]", "")
+    if _is_address(word):
+        return False
+    if _TIME_OF_DAY.fullmatch(word):
+        return True
+    return len(word) >= 16 and sum(c.isdigit() for c in word) >= 3 and "/" not in word
 
 
 def stable_detail(text: str) -> str:
@@ -43,7 +72,7 @@ def stable_detail(text: str) -> str:
     gsmtp"); as a label value that would make a new series on every failed probe. The log
     and the status page keep the words as they were.
     """
-    return bounded(" ".join("…" if _is_session_id(t) else t for t in text.split()))
+    return bounded(" ".join("…" if _varies(t) else t for t in text.split()))
 
 
 #: One family of per-target samples: name, type, help text.

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import cast
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as TEXT_TYPE
 from prometheus_client.exposition import choose_encoder
@@ -275,6 +276,25 @@ def test_detail_label_masks_per_connection_ids() -> None:
     assert stable_detail("mx1-eu-west.mail.protection.outlook.com said 554 5.7.1") == (
         "mx1-eu-west.mail.protection.outlook.com said 554 5.7.1"
     )
+
+
+@pytest.mark.parametrize(
+    ("detail", "label"),
+    [
+        # Addresses stay, with brackets, ports and zones.
+        ("421 4.7.0 [2001:db8:1234:5678::25] too many connections",
+         "421 4.7.0 [2001:db8:1234:5678::25] too many connections"),
+        ("554 rejected [192.168.100.200]:25 (2001:db8::25%eth0)",
+         "554 rejected [192.168.100.200]:25 (2001:db8::25%eth0)"),
+        ("No route to host", "No route to host"),
+        # Times of day and queue IDs change with every connection.
+        ("421 mx.example.org busy at 20:37:05 +0000, try later",
+         "421 mx.example.org busy at … +0000, try later"),
+        ("451 4.7.1 queued as 4Zx9Kq1Jt3z2xYb7mN1p", "451 4.7.1 queued as …"),
+    ],
+)  # fmt: skip
+def test_detail_label_keeps_addresses_and_masks_what_varies(detail: str, label: str) -> None:
+    assert stable_detail(detail) == label
 
 
 def test_shard_families_only_under_shard() -> None:

@@ -7,6 +7,7 @@ timeout inside a phase becomes a ProbeFailure naming that phase.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,8 +35,13 @@ class ProbeFailure(Exception):
 
     @classmethod
     def from_os_error(cls, reason: Reason, exc: OSError) -> ProbeFailure:
-        """The system's words for a socket error (`Connection reset by peer`), not a repr."""
-        return cls(reason, exc.strerror or type(exc).__name__)
+        """The system's words for a socket error (`No route to host`), not a repr.
+
+        asyncio replaces the words with its own ("Connect call failed ('192.0.2.1', 25)")
+        but keeps the errno, so the words come from the errno where there is one."""
+        if exc.errno:
+            return cls(reason, os.strerror(exc.errno))
+        return cls(reason, exc.strerror or str(exc) or type(exc).__name__)
 
 
 @dataclass(frozen=True, slots=True)
