@@ -125,6 +125,8 @@ class ProbeResult:
     versions: tuple[VersionResult, ...]
     negotiated: Negotiated | None
     certificate: CertificateInfo | None
+    #: What every connection said and did, packed (`exporter.transcript`); for people.
+    transcript: bytes = b""
 
     @property
     def finished(self) -> float:
@@ -141,6 +143,7 @@ class ProbeResult:
         duration: float,
         reason: Reason,
         detail: str,
+        transcript: bytes = b"",
     ) -> ProbeResult:
         """A probe that reached no verdict at all: every version unknown, for `reason`."""
         return cls(
@@ -154,6 +157,7 @@ class ProbeResult:
             versions=tuple(VersionResult(v, Verdict.UNKNOWN, detail) for v in versions),
             negotiated=None,
             certificate=None,
+            transcript=transcript,
         )
 
     def version(self, version: TLSVersion) -> VersionResult | None:
