@@ -163,6 +163,15 @@ def exporter_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def missing_config(path: str) -> str:
+    """No file where the exporter looked: say where, and both ways to give it one (a new
+    user's first `docker run` without a mounted file ends here)."""
+    return (
+        f"{path}: file not found: give the config file with --config.file=FILE"
+        f" (in a container, mount it at {os.path.abspath(path)})"
+    )
+
+
 def run_exporter(argv: Sequence[str]) -> int:
     """Run the exporter until SIGTERM; exit 1 on a bad config file or listen address."""
     from exporter.app import describe_targets, serve
@@ -174,7 +183,8 @@ def run_exporter(argv: Sequence[str]) -> int:
     try:
         config = load_config(args.config_file)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        missing = not os.path.exists(args.config_file)
+        print(missing_config(args.config_file) if missing else str(exc), file=sys.stderr)
         return 1
     if args.config_check:
         print(f"{args.config_file}: OK, {describe_targets(config, args.shard)}")
