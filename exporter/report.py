@@ -68,6 +68,7 @@ def to_json(target: Target, result: ProbeResult) -> dict[str, Any]:
             if result.negotiated
             else None
         ),
+        "default_client_error": result.default_client_error or None,
         "certificate": _certificate_json(result.certificate) if result.certificate else None,
         "duration_seconds": round(result.duration, 3),
         "timestamp": _iso(datetime.fromtimestamp(result.finished, UTC)),
@@ -101,13 +102,15 @@ def to_table(target: Target, result: ProbeResult, now: datetime | None = None) -
         note = suite_name(v.cipher) if v.cipher is not None else v.detail
         version_rows.append((v.version.display, f"{v.verdict.value:9} {note}"))
     lines += _rows(version_rows)
-    lines.append("")
-    negotiated = (
-        f"{result.negotiated.version} {result.negotiated.cipher}"
-        if result.negotiated
-        else "no connection (the local TLS library could not agree on anything)"
-    )
-    lines += _rows([("Default client", negotiated)])
+    if result.negotiated:
+        negotiated = f"{result.negotiated.version} {result.negotiated.cipher}"
+    elif result.default_client_error:
+        negotiated = f"handshake failed ({result.default_client_error})"
+    else:  # it never got as far as a handshake: the probe's status says why
+        negotiated = ""
+    if negotiated:
+        lines.append("")
+        lines += _rows([("Default client", negotiated)])
     cert = result.certificate
     if cert is not None:
         days = (cert.not_after - now).total_seconds() / 86400

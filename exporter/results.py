@@ -25,6 +25,7 @@ class Reason(enum.Enum):
     READ_TIMEOUT = "read_timeout"
     TLS_PROTOCOL_ERROR = "tls_protocol_error"
     TLS_BROKEN = "tls_broken"
+    TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
     PROBE_DEADLINE = "probe_deadline"
     INTERNAL_ERROR = "internal_error"
 
@@ -125,6 +126,8 @@ class ProbeResult:
     versions: tuple[VersionResult, ...]
     negotiated: Negotiated | None
     certificate: CertificateInfo | None
+    #: Why the default client's handshake failed, where it got as far as trying.
+    default_client_error: str = ""
     #: What every connection said and did, packed (`exporter.transcript`); for people.
     transcript: bytes = b""
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -14,6 +17,7 @@ import pytest
 from tests.support import tlsbytes
 from tests.support.certs import TestCerts, make_test_certs
 from tests.support.inproc import Behaviour, InprocServer, reset, tls_context
+from tests.support.tools import unavailable
 
 ALL5 = ("ssl3", "1.0", "1.1", "1.2", "1.3")
 
@@ -118,3 +122,61 @@ def test_rejected_greeting_keeps_the_servers_words() -> None:
     assert report["error"] == "greeting_rejected"
     assert "421 4.7.0 try again later" in report["error_detail"]
     assert report["starttls_advertised"] is None
+
+
+def check_table(*args: str, namespace: bool = False) -> tuple[int, str]:
+    """`check` as a person runs it (the table), optionally in a network namespace of its
+    own with only loopback up, where no name server is reachable."""
+    command = [sys.executable, "-m", "exporter", "check", *args, "--timeout", "5"]
+    if namespace:
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            unavailable("a network namespace needs root and unshare (util-linux)")
+        command = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_refused_port_is_not_blamed_on_tls() -> None:
+    status, text = check_table(f"127.0.0.1:{closed_port()}")
+    assert status == 1
+    assert "FAILED: connect_refused (connection refused)" in text
+    assert "TLS library" not in text
+    assert "Default client" not in text
+
+
+def test_an_unknown_host_is_not_blamed_on_tls() -> None:
+    status, text = check_table("mx.unknown-host.test", namespace=True)
+    assert status == 1
+    assert "FAILED: resolve_failed" in text
+    assert "TLS library" not in text
+    assert "Default client" not in text
+
+
+def test_tls_offered_but_no_handshake_completes_is_an_error() -> None:
+    """A server with no certificate (Postfix with a missing chain file) answers every
+    ClientHello with a fatal alert, and the default client's handshake fails: refused
+    everywhere, as the server said, and the probe fails with a reason of its own."""
+
+    async def answer(_: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(tlsbytes.alert(40))  # handshake_failure, to every ClientHello
+        await writer.drain()
+        await asyncio.sleep(0.5)
+
+    with InprocServer(Behaviour(raw=answer)) as server:
+        status, report = check(server)
+        table_status, text = check_table(server.address, "--servername", "mail.test")
+    assert status == table_status == 1
+    assert report["success"] is False
+    assert report["starttls_advertised"] is True
+    assert report["error"] == "tls_handshake_failed"
+    assert report["versions"] == dict.fromkeys(ALL5, False)
+    assert report["negotiated"] is None
+    assert report["default_client_error"]
+    assert "FAILED: tls_handshake_failed (every version refused" in text
+    assert f"handshake failed ({report['default_client_error']})" in text

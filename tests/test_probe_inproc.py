@@ -509,3 +509,36 @@ def test_a_server_that_closes_tls_unasked_costs_nothing(certs: TestCerts) -> Non
     (result,) = results
     assert result.negotiated is not None
     assert result.certificate is not None
+
+
+def test_the_transcript_tells_each_connection_line_by_line(certs: TestCerts) -> None:
+    """What the status page shows: the SMTP lines both ways, the ClientHello offered, the
+    server's answer and the judgement, per connection, in time order."""
+    from exporter.transcript import Kind, unpack
+
+    with InprocServer(Behaviour(context=context(certs, V.TLSv1_2, V.TLSv1_3))) as server:
+        result = run(server, certs)
+    logs = {log.purpose: log for log in unpack(result.transcript)}
+    assert set(logs) == {"resolve", "SSLv3", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3",
+                         "default client"}  # fmt: skip
+    tls12 = [(line.kind, line.text) for line in logs["TLSv1.2"].lines]
+    assert tls12[0] == (Kind.NOTE, f"connected to {server.host}:{server.port}")
+    assert (Kind.SERVER, "220 inproc.test ESMTP") in tls12
+    assert (Kind.CLIENT, "EHLO probe.test") in tls12
+    assert (Kind.SERVER, "250-PIPELINING") in tls12
+    assert (Kind.CLIENT, "STARTTLS") in tls12
+    hello_line = next(text for kind, text in tls12 if text.startswith("ClientHello"))
+    assert hello_line.startswith("ClientHello for TLSv1.2 only:")
+    assert "SNI mail.test" in hello_line
+    assert any(
+        kind is Kind.SERVER and text.startswith("ServerHello TLSv1.2 TLS_")
+        and "Certificate (2 certificates)" in text
+        for kind, text in tls12
+    )  # fmt: skip
+    assert tls12[-1][1].startswith("accepted: TLS_")
+    tls10 = [line.text for line in logs["TLSv1.0"].lines]
+    assert tls10[-1] == "connection closed"  # this server closes without an alert
+    default = [line.text for line in logs["default client"].lines]
+    assert any(text.startswith("handshake done: TLSv1.3") for text in default)
+    times = [line.at for line in logs["TLSv1.2"].lines]
+    assert times == sorted(times)

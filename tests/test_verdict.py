@@ -42,7 +42,9 @@ MAIL = chain("mail.test")
 NEGOTIATED = Negotiated("TLSv1.3", "TLS_AES_256_GCM_SHA384")
 HANDSHAKE = Handshake(NEGOTIATED, MAIL)
 RESET = Dropped("connection reset")
-HANDSHAKE_FAILED = Failed(Reason.CONNECTION_CLOSED, "EOF occurred in violation of protocol")
+HANDSHAKE_FAILED = Failed(
+    Reason.CONNECTION_CLOSED, "EOF occurred in violation of protocol", in_handshake=True
+)
 ALERT = Refused("alert protocol_version")
 GCM = 0xC02F
 
@@ -87,7 +89,14 @@ TLS_BROKEN = Failed(
 STARTTLS_454 = Failed(Reason.STARTTLS_REJECTED, "454 4.7.0 TLS not available", True)
 REFUSED_BY_PORT = Failed(Reason.CONNECT_REFUSED, "connection refused")
 TIMED_OUT = Failed(Reason.READ_TIMEOUT, "timed out")
+HANDSHAKE_TIMED_OUT = Failed(Reason.READ_TIMEOUT, "TLS handshake timed out", in_handshake=True)
 NOT_REACHED = Failed(Reason.PROBE_DEADLINE, "not reached")
+#: Alerts on every version and a failed handshake: TLS offered, but no handshake completes.
+NO_HANDSHAKE = Failed(
+    Reason.TLS_HANDSHAKE_FAILED,
+    "every version refused and the default client's handshake failed:"
+    " EOF occurred in violation of protocol",
+)
 TWO: dict[str, Any] = {"versions": (V12, V13)}
 
 VERSION_CASES = [
@@ -109,9 +118,44 @@ VERSION_CASES = [
             {**every(RESET), V13: ALERT},
             HANDSHAKE_FAILED,
             {**every((REFUSED, "connection reset")), V13: (REFUSED, "alert protocol_version")},
+            NO_HANDSHAKE,
+        ),
+        id="one-alert-makes-resets-refusals-and-no-handshake-is-an-error",
+    ),
+    pytest.param(
+        Case(
+            every(ALERT),
+            Failed(Reason.TLS_PROTOCOL_ERROR, "SSLV3_ALERT_HANDSHAKE_FAILURE", in_handshake=True),
+            every((REFUSED, "alert protocol_version")),
+            Failed(
+                Reason.TLS_HANDSHAKE_FAILED,
+                "every version refused and the default client's handshake failed:"
+                " SSLV3_ALERT_HANDSHAKE_FAILURE",
+            ),
+        ),
+        id="alerts-everywhere-and-a-failed-handshake-is-an-error",
+    ),
+    pytest.param(
+        Case(
+            every(ALERT),
+            HANDSHAKE_TIMED_OUT,
+            every((REFUSED, "alert protocol_version")),
+            HANDSHAKE_TIMED_OUT,
+        ),
+        id="alerts-everywhere-and-a-handshake-timeout-names-the-timeout",
+    ),
+    pytest.param(
+        Case(every(ALERT), TIMED_OUT, every((REFUSED, "alert protocol_version")), None),
+        id="a-default-client-failing-before-its-handshake-decides-nothing",
+    ),
+    pytest.param(
+        Case(
+            {**every(ALERT), V10: Accepted(GCM, MAIL)},
+            HANDSHAKE_FAILED,
+            {**every((REFUSED, "alert protocol_version")), V10: (ACCEPTED, "")},
             None,
         ),
-        id="one-alert-makes-resets-refusals",
+        id="legacy-only-is-a-verdict-not-an-error",
     ),
     pytest.param(
         Case({SSL3: RESET}, HANDSHAKE, {SSL3: (REFUSED, "connection reset")}, None,
@@ -339,7 +383,9 @@ def test_the_chosen_chain_is_verified_for_the_servername() -> None:
             Failed(Reason.TLS_PROTOCOL_ERROR, "no certificate could be read"),
             id="only-the-handshake-worked-and-sent-no-chain",
         ),
-        pytest.param({V12: ALERT}, HANDSHAKE_FAILED, None, id="no-tls-needs-no-certificate"),
+        pytest.param(
+            {V12: ALERT}, HANDSHAKE_FAILED, NO_HANDSHAKE, id="no-handshake-is-its-own-error"
+        ),
     ],
 )
 def test_tls_without_a_chain_is_an_error(

@@ -21,6 +21,7 @@ from exporter.probe.endpoint import Endpoint, resolve
 from exporter.probe.outcomes import DefaultOutcome, Failed, NotOffered, VersionOutcome
 from exporter.results import ProbeResult, Reason
 from exporter.target import Target, TLSVersion
+from exporter.transcript import Recorder
 
 __all__ = ["probe"]
 
@@ -48,17 +49,25 @@ async def probe(target: Target, trust: certs.TrustStore | None = None) -> ProbeR
     clock = time.monotonic()
     deadline = Deadline.after(target.timeout)
     trust = trust or certs.trust_store(target.ca_file)
+    recorder = Recorder()
     outcomes: dict[TLSVersion, VersionOutcome] = {}
     default: DefaultOutcome
     try:
         endpoint = await resolve(target.host, target.port, deadline)
-        outcomes, default = await _gather(target, endpoint, deadline)
+        recorder.connection("resolve").note(f"{target.host}: {', '.join(endpoint.addresses)}")
+        outcomes, default = await _gather(target, endpoint, deadline, recorder)
     except ProbeFailure as failure:
+        recorder.connection("resolve").note(f"{failure.reason.value}: {failure.detail}")
         default = Failed.of(failure)
     except Exception as exc:  # a bug costs this probe, reported as such, nothing more
         default = Failed(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
     findings = verdict.decide(target, outcomes, default, trust)
-    return findings.result(target.name, started=started, duration=time.monotonic() - clock)
+    return findings.result(
+        target.name,
+        started=started,
+        duration=time.monotonic() - clock,
+        transcript=recorder.pack(),
+    )
 
 
 def _ends_probe(outcome: object) -> bool:
@@ -67,19 +76,25 @@ def _ends_probe(outcome: object) -> bool:
 
 
 async def _gather(
-    target: Target, endpoint: Endpoint, deadline: Deadline
+    target: Target, endpoint: Endpoint, deadline: Deadline, recorder: Recorder
 ) -> tuple[dict[TLSVersion, VersionOutcome], DefaultOutcome]:
     """Run every connection, a few at a time; stop early when all would fail alike."""
     gated = _gate(target.connections, deadline)
 
     def test(version: TLSVersion) -> Callable[[], Awaitable[VersionOutcome]]:
-        return lambda: try_version(target, endpoint, version, deadline)
+        return lambda: try_version(
+            target, endpoint, version, deadline, recorder.connection(version.display)
+        )
 
     ordered = [v for v in _ORDER if v in target.versions]
     tasks = {asyncio.create_task(gated(test(v))): v for v in ordered[:1]}
     # The default client goes second: its chain is the one a TLS 1.3-only host gives.
     default_task = asyncio.create_task(
-        gated(lambda: try_default_client(target, endpoint, deadline))
+        gated(
+            lambda: try_default_client(
+                target, endpoint, deadline, recorder.connection("default client")
+            )
+        )
     )
     tasks.update({asyncio.create_task(gated(test(v))): v for v in ordered[1:]})
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final, TypeVar
 
-from exporter.names import sni_name
+from exporter.names import format_address, sni_name
 from exporter.probe import default_client, hello, smtp
 from exporter.probe.deadline import COMMAND_TIMEOUT, Deadline, ProbeFailure
 from exporter.probe.endpoint import Endpoint
@@ -27,8 +27,10 @@ from exporter.probe.outcomes import (
     Refused,
     VersionOutcome,
 )
+from exporter.probe.suites import suite_name
 from exporter.results import Reason
 from exporter.target import Target, TLSMode, TLSVersion
+from exporter.transcript import ConnectionRecorder
 
 _T = TypeVar("_T")
 
@@ -41,29 +43,53 @@ _Body = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[_T]]
 
 
 async def _session(
-    target: Target, endpoint: Endpoint, deadline: Deadline, body: _Body[_T]
+    target: Target,
+    endpoint: Endpoint,
+    deadline: Deadline,
+    log: ConnectionRecorder,
+    body: _Body[_T],
 ) -> _T | NotOffered:
     """Connect, do the SMTP dialogue where needed, run `body`, always close."""
-    reader, writer = await endpoint.connect(deadline)
+    try:
+        reader, writer = await endpoint.connect(deadline)
+    except ProbeFailure as failure:
+        log.note(_failure_text("no connection", failure))
+        raise
+    peer = writer.get_extra_info("peername")
+    log.note(f"connected to {format_address(peer[0], peer[1])}" if peer else "connected")
     try:
         if target.tls is TLSMode.STARTTLS:
-            advertised = await smtp.starttls(reader, writer, target.ehlo_name, deadline)
+            advertised = await smtp.starttls(reader, writer, target.ehlo_name, deadline, log)
             if not advertised:
                 return NotOffered()
         return await body(reader, writer)
+    except ProbeFailure as failure:
+        log.note(_failure_text("failed", failure))
+        raise
     finally:
         writer.transport.abort()
 
 
+def _failure_text(what: str, failure: ProbeFailure) -> str:
+    detail = f": {failure.detail}" if failure.detail else ""
+    return f"{what} ({failure.reason.value}){detail}"
+
+
 async def try_version(
-    target: Target, endpoint: Endpoint, version: TLSVersion, deadline: Deadline
+    target: Target,
+    endpoint: Endpoint,
+    version: TLSVersion,
+    deadline: Deadline,
+    log: ConnectionRecorder,
 ) -> VersionOutcome:
     """Whether the server accepts `version`, from its answer to a ClientHello pinned to it."""
 
     async def exchange(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> hello.ServerFlight | Dropped:
-        writer.write(hello.client_hello(version, target.servername))
+        record = hello.client_hello(version, target.servername)
+        log.client(hello.describe_client_hello(version, target.servername, len(record)))
+        writer.write(record)
         try:
             await writer.drain()
         except OSError:
@@ -71,28 +97,72 @@ async def try_version(
         return await _read_flight(reader, version is not TLSVersion.SSL2, deadline)
 
     try:
-        flight = await _session(target, endpoint, deadline, exchange)
+        flight = await _session(target, endpoint, deadline, log, exchange)
     except ProbeFailure as failure:
         return Failed.of(failure)
     except hello.HelloParseError as exc:
+        log.note(f"not TLS: {exc}")
         return Failed(Reason.TLS_PROTOCOL_ERROR, str(exc))
-    if isinstance(flight, NotOffered | Dropped):
+    if isinstance(flight, NotOffered):
         return flight
-    return _judge(version, flight)
+    if isinstance(flight, Dropped):
+        log.note(flight.detail)
+        return flight
+    log.server(_describe_flight(flight))
+    outcome = _judge(version, flight)
+    log.note(_describe_outcome(outcome))
+    return outcome
 
 
 async def try_default_client(
-    target: Target, endpoint: Endpoint, deadline: Deadline
+    target: Target, endpoint: Endpoint, deadline: Deadline, log: ConnectionRecorder
 ) -> DefaultOutcome:
     """What the local TLS library's own handshake ends up with, and the chain it was sent."""
 
     async def upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Handshake:
-        return await default_client.handshake(reader, writer, sni_name(target.servername), deadline)
+        sni = sni_name(target.servername)
+        log.client(f"TLS handshake through the local TLS library (SNI {sni or 'none'})")
+        done = await default_client.handshake(reader, writer, sni, deadline)
+        negotiated = done.negotiated
+        log.server(
+            f"handshake done: {negotiated.version} {negotiated.cipher},"
+            f" {len(done.certificates)} certificates"
+        )
+        return done
 
     try:
-        return await _session(target, endpoint, deadline, upgrade)
+        return await _session(target, endpoint, deadline, log, upgrade)
     except ProbeFailure as failure:
         return Failed.of(failure)
+
+
+def _describe_flight(flight: hello.ServerFlight) -> str:
+    """The server's answer to a ClientHello, in a line."""
+    if flight.plaintext is not None:
+        text = smtp.printable(flight.plaintext.splitlines()[0] if flight.plaintext else b"")
+        return f"plain text: {text}"
+    parts = []
+    if flight.hello is not None:
+        chosen = TLSVersion.from_wire(flight.hello.version)
+        label = chosen.display if chosen else f"0x{flight.hello.version:04x}"
+        retry = " (HelloRetryRequest)" if flight.hello.retry_request else ""
+        parts.append(f"ServerHello {label} {suite_name(flight.hello.cipher)}{retry}")
+    if flight.certificates is not None:
+        parts.append(f"Certificate ({len(flight.certificates)} certificates)")
+    if flight.alert is not None:
+        level = "warning" if flight.alert.level == 1 else "fatal"
+        parts.append(f"alert {level} {flight.alert.name}")
+    return ", ".join(parts) or "nothing"
+
+
+def _describe_outcome(outcome: VersionOutcome) -> str:
+    if isinstance(outcome, Accepted):
+        return f"accepted: {suite_name(outcome.cipher)}"
+    if isinstance(outcome, Refused):
+        return f"refused: {outcome.detail}"
+    if isinstance(outcome, Failed):
+        return _failure_text("failed", ProbeFailure(outcome.reason, outcome.detail))
+    return type(outcome).__name__.lower()
 
 
 def _judge(version: TLSVersion, flight: hello.ServerFlight) -> VersionOutcome:

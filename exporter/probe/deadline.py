@@ -25,13 +25,20 @@ class ProbeFailure(Exception):
     """A step of the connection failed; `reason` says which, `detail` keeps the server's words."""
 
     def __init__(
-        self, reason: Reason, detail: str = "", *, starttls_advertised: bool | None = None
+        self,
+        reason: Reason,
+        detail: str = "",
+        *,
+        starttls_advertised: bool | None = None,
+        in_handshake: bool = False,
     ) -> None:
         super().__init__(f"{reason.value}: {detail}" if detail else reason.value)
         self.reason = reason
         self.detail = detail
         #: What EHLO said about STARTTLS, where the failure came after it.
         self.starttls_advertised = starttls_advertised
+        #: True when the default client's TLS handshake itself failed (not the way there).
+        self.in_handshake = in_handshake
 
     @classmethod
     def from_os_error(cls, reason: Reason, exc: OSError) -> ProbeFailure:

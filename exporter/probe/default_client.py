@@ -132,11 +132,17 @@ async def handshake(
         async with asyncio.timeout(budget):
             await session.handshake()
     except TimeoutError:
-        raise ProbeFailure(Reason.READ_TIMEOUT, "TLS handshake timed out") from None
+        raise ProbeFailure(
+            Reason.READ_TIMEOUT, "TLS handshake timed out", in_handshake=True
+        ) from None
     except ssl.SSLError as exc:
-        raise ProbeFailure(Reason.TLS_PROTOCOL_ERROR, exc.reason or str(exc)) from None
+        raise ProbeFailure(
+            Reason.TLS_PROTOCOL_ERROR, exc.reason or str(exc), in_handshake=True
+        ) from None
     except (OSError, EOFError) as exc:
-        raise ProbeFailure(Reason.CONNECTION_CLOSED, str(exc) or type(exc).__name__) from None
+        raise ProbeFailure(
+            Reason.CONNECTION_CLOSED, str(exc) or type(exc).__name__, in_handshake=True
+        ) from None
     cipher = session.tls.cipher()
     negotiated = Negotiated(version=session.tls.version() or "", cipher=cipher[0] if cipher else "")
     certificates = _chain(session.tls)

@@ -242,6 +242,15 @@ def client_hello(version: TLSVersion, servername: str = "") -> bytes:
     return _u8(HANDSHAKE) + _u16(record_version) + _vec16(handshake)
 
 
+def describe_client_hello(version: TLSVersion, servername: str, size: int) -> str:
+    """What a ClientHello of `client_hello` offers, in a line, for the transcript."""
+    if version is TLSVersion.SSL2:
+        return f"SSLv2 ClientHello: {len(_SSL2_CIPHERS)} cipher kinds, {size} bytes"
+    offered = len(suites.suites_for(version.wire))
+    sni = "no SNI" if version is TLSVersion.SSL3 else f"SNI {sni_name(servername) or 'none'}"
+    return f"ClientHello for {version.display} only: {offered} cipher suites, {sni}, {size} bytes"
+
+
 class _Cursor:
     """Bounds-checked reads through one message body; every overrun is a HelloParseError."""
 

@@ -67,10 +67,14 @@ class Failed:
     detail: str = ""
     #: What EHLO said about STARTTLS, where the failure came after it.
     starttls_advertised: bool | None = None
+    #: True when the default client's TLS handshake itself failed (not the way there).
+    in_handshake: bool = False
 
     @classmethod
     def of(cls, failure: ProbeFailure) -> Failed:
-        return cls(failure.reason, failure.detail, failure.starttls_advertised)
+        return cls(
+            failure.reason, failure.detail, failure.starttls_advertised, failure.in_handshake
+        )
 
     @property
     def ends_probe(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Final
 
 from exporter.probe.deadline import COMMAND_TIMEOUT, Deadline, ProbeFailure
 from exporter.results import Reason
+from exporter.transcript import ConnectionRecorder
 
 #: The longest reply line accepted (RFC 5321 says 512; some servers exceed it). Connections
 #: are opened with this as their reader's limit, so a longer line fails instead of buffering.
@@ -33,13 +34,17 @@ class Reply:
         return " / ".join(f"{self.code} {line}".strip() for line in self.lines)[:512]
 
 
-async def _read_reply(reader: asyncio.StreamReader, timeout: float) -> Reply:
+async def _read_reply(
+    reader: asyncio.StreamReader, timeout: float, log: ConnectionRecorder
+) -> Reply:
     """One complete (possibly multi-line) SMTP reply, within `timeout` seconds."""
     lines: list[str] = []
     async with asyncio.timeout(timeout):
         while True:
             line = await _read_line(reader)
-            lines.append(printable(line[4:]))
+            text = printable(line[4:])
+            log.server(f"{line[:4].decode('ascii')}{text}")
+            lines.append(text)
             if len(lines) > MAX_LINES:
                 raise ProbeFailure(Reason.SMTP_PROTOCOL_ERROR, f"reply of over {MAX_LINES} lines")
             if line[3:4] != b"-":
@@ -81,14 +86,16 @@ async def _command(
     writer: asyncio.StreamWriter,
     line: str,
     deadline: Deadline,
+    log: ConnectionRecorder,
 ) -> Reply:
+    log.client(line)
     writer.write(line.encode("ascii") + b"\r\n")
     with deadline.phase(Reason.READ_TIMEOUT):
         try:
             await writer.drain()
         except OSError as exc:
             raise ProbeFailure.from_os_error(Reason.CONNECTION_CLOSED, exc) from None
-        return await _read_reply(reader, deadline.budget(COMMAND_TIMEOUT))
+        return await _read_reply(reader, deadline.budget(COMMAND_TIMEOUT), log)
 
 
 async def starttls(
@@ -96,6 +103,7 @@ async def starttls(
     writer: asyncio.StreamWriter,
     ehlo_name: str,
     deadline: Deadline,
+    log: ConnectionRecorder,
 ) -> bool:
     """Greeting, EHLO and (when advertised) STARTTLS; True when the socket is TLS-ready,
     False when EHLO did not list STARTTLS (the session has said QUIT then).
@@ -104,32 +112,37 @@ async def starttls(
     are normal on busy MX hosts.
     """
     with deadline.phase(Reason.GREETING_TIMEOUT):
-        greeting = await _read_reply(reader, deadline.budget())
+        greeting = await _read_reply(reader, deadline.budget(), log)
     if greeting.code != 220:
         raise ProbeFailure(Reason.GREETING_REJECTED, greeting.text)
-    ehlo = await _command(reader, writer, f"EHLO {ehlo_name}", deadline)
+    ehlo = await _command(reader, writer, f"EHLO {ehlo_name}", deadline, log)
     if ehlo.code != 250:
         raise ProbeFailure(Reason.EHLO_REJECTED, ehlo.text)
     advertised = any(
         line.split()[0].upper() == "STARTTLS" for line in ehlo.lines[1:] if line.split()
     )
     if not advertised:
-        await quit_politely(reader, writer, deadline)
+        log.note("EHLO did not list STARTTLS")
+        await quit_politely(reader, writer, deadline, log)
         return False
-    answer = await _command(reader, writer, "STARTTLS", deadline)
+    answer = await _command(reader, writer, "STARTTLS", deadline, log)
     if answer.code != 220:
         raise ProbeFailure(Reason.STARTTLS_REJECTED, answer.text, starttls_advertised=True)
     return True
 
 
 async def quit_politely(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, deadline: Deadline
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    deadline: Deadline,
+    log: ConnectionRecorder,
 ) -> None:
     """Say QUIT and wait briefly for the answer; failures here do not matter."""
     try:
+        log.client("QUIT")
         writer.write(b"QUIT\r\n")
         async with asyncio.timeout(deadline.budget(2.0)):
             await writer.drain()
-            await _read_reply(reader, 2.0)
+            await _read_reply(reader, 2.0, log)
     except (ProbeFailure, OSError, TimeoutError):
         pass

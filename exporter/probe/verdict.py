@@ -56,8 +56,12 @@ class Findings:
     certificate: CertificateInfo | None
     #: Why the probe did not reach a verdict for everything; None for success.
     error: Failed | None
+    #: Why the default client's handshake failed, where it got as far as trying.
+    default_client_error: str = ""
 
-    def result(self, target: str, *, started: float, duration: float) -> ProbeResult:
+    def result(
+        self, target: str, *, started: float, duration: float, transcript: bytes = b""
+    ) -> ProbeResult:
         return ProbeResult(
             target=target,
             started=started,
@@ -69,6 +73,8 @@ class Findings:
             versions=self.versions,
             negotiated=self.negotiated,
             certificate=self.certificate,
+            default_client_error=self.default_client_error,
+            transcript=transcript,
         )
 
 
@@ -91,6 +97,7 @@ def decide(
         error = None
     else:
         versions, error = _version_verdicts(target.versions, outcomes, default)
+        error = error or _no_handshake(outcomes, default)
     certificate, certificate_error = _certificate(target.servername, outcomes, default, trust)
     return Findings(
         versions=versions,
@@ -98,6 +105,11 @@ def decide(
         negotiated=default.negotiated if isinstance(default, Handshake) else None,
         certificate=certificate,
         error=error or certificate_error,
+        default_client_error=(
+            default.detail or default.reason.value
+            if isinstance(default, Failed) and default.in_handshake
+            else ""
+        ),
     )
 
 
@@ -165,6 +177,34 @@ def _version_verdict(
     failure = failure or stopped or Failed(Reason.PROBE_DEADLINE, "not reached")
     detail = failure.detail or failure.reason.value
     return VersionResult(version, Verdict.UNKNOWN, detail), failure
+
+
+#: How the default client's handshake ends when the server answers but agrees to nothing.
+_HANDSHAKE_ENDINGS: Final = (Reason.TLS_PROTOCOL_ERROR, Reason.CONNECTION_CLOSED)
+
+
+def _no_handshake(
+    outcomes: Mapping[TLSVersion, VersionOutcome], default: DefaultOutcome
+) -> Failed | None:
+    """The error when the server speaks TLS but no handshake gets anywhere: it refused
+    every version and the local TLS library's own handshake failed too (a missing or
+    broken certificate or key, as Postfix does when its chain file is missing). Mail to it
+    goes in plain text or not at all, so the probe fails, though each version's verdict
+    stays what the server said."""
+    if not isinstance(default, Failed) or not default.in_handshake:
+        return None
+    if any(isinstance(o, Accepted) for o in outcomes.values()):
+        return None
+    if not any(isinstance(o, Refused) for o in outcomes.values()):
+        return None
+    if default.reason not in _HANDSHAKE_ENDINGS:
+        return default  # timed out, say: that says more than a conclusion would
+    return Failed(
+        Reason.TLS_HANDSHAKE_FAILED,
+        "every version refused and the default client's handshake failed: "
+        + (default.detail or default.reason.value),
+        starttls_advertised=default.starttls_advertised,
+    )
 
 
 def _weightier(current: Failed | None, candidate: Failed | None) -> Failed | None:
