@@ -168,6 +168,8 @@ class Image:
     name: str
     config: dict[str, Any]
     """The Docker image config (User, Entrypoint, Cmd, ExposedPorts, Healthcheck, ...)."""
+    build_log: str
+    """What the build printed, every step's output included."""
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +211,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
         pytest.fail(f"buildah bud failed ({build.returncode}):\n{tail}", pytrace=False)
     try:
         inspected = json.loads(_buildah("inspect", "--type", "image", name))
-        yield Image(name, inspected["Docker"]["config"])
+        yield Image(name, inspected["Docker"]["config"], log.read_text(errors="replace"))
     finally:
         _buildah("rmi", name, check=False)
 
@@ -309,11 +311,25 @@ def test_labels_carry_the_project_version(image: Image) -> None:
     assert labels["org.opencontainers.image.licenses"] == spdx
 
 
-def test_shipped_config_is_valid_and_no_build_tools_are_left(image: Image, container: str) -> None:
-    check = _in_container(
-        image, container, *image.config["Entrypoint"], *image.config["Cmd"], "--config.check"
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
+def test_the_build_checks_the_example_config(image: Image) -> None:
+    assert "/src/config.example.yaml: OK, " in image.build_log, image.build_log[-2000:]
+
+
+def test_without_a_config_the_entrypoint_says_where_to_mount_one(
+    image: Image, container: str
+) -> None:
+    """No example config is built in to be probed by mistake: `docker run IMAGE` alone stops."""
+    started = _in_container(image, container, *image.config["Entrypoint"], *image.config["Cmd"])
+    assert started.returncode == 1, started.stdout + started.stderr
+    # One line from the exporter; buildah adds its own after it.
+    assert started.stderr.splitlines()[0] == (
+        f"{CONFIG_FILE}: file not found: give the config file with --config.file=FILE"
+        f" (in a container, mount it at {CONFIG_FILE})"
+    ), started.stderr
+
+
+def test_no_config_and_no_build_tools_are_left(image: Image, container: str) -> None:
+    paths = ("/src", "/wheels", "/opt/build", CONFIG_FILE)
     leftovers = _in_container(
         image,
         container,
@@ -321,10 +337,26 @@ def test_shipped_config_is_valid_and_no_build_tools_are_left(image: Image, conta
         "-c",
         "import importlib.util, os; "
         "print([m for m in ('pip', 'setuptools') if importlib.util.find_spec(m)]"
-        " + [p for p in ('/src', '/wheels', '/opt/build') if os.path.exists(p)])",
+        f" + [p for p in {paths!r} if os.path.exists(p)])",
     )
     assert leftovers.returncode == 0, leftovers.stderr
     assert leftovers.stdout.strip() == "[]"
+
+
+def test_the_installed_code_is_compiled(image: Image, container: str) -> None:
+    """Bytecode is written at build time: the root filesystem is read-only in the chart."""
+    compiled = _in_container(
+        image,
+        container,
+        "python3",
+        "-c",
+        "import exporter.cli, importlib.util; "
+        "print(importlib.util.find_spec('exporter.cli').cached)",
+    )
+    assert compiled.returncode == 0, compiled.stderr
+    cached = compiled.stdout.strip()
+    assert cached.startswith("/opt/venv/"), cached
+    assert _in_container(image, container, "test", "-f", cached).returncode == 0, cached
 
 
 # --- the exporter in the image, against Postfix ---------------------------------------
