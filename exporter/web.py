@@ -1,21 +1,22 @@
-"""HTTP: /metrics, health and readiness, reload, and a status page for people."""
+"""HTTP: /metrics, health and readiness, reload, and the status pages for people
+(rendered by `exporter.status`)."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
-import html
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
 
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from exporter import __version__
+from exporter.status import Overview, Query, render_index, render_not_found, render_target
 from exporter.store import ResultStore
 
 #: Runs a reload; returns (ok, message).
@@ -34,6 +35,8 @@ class Sources:
     render: Renderer | None
     #: Renders (and compresses) /metrics off the event loop.
     executor: ThreadPoolExecutor
+    #: Renders the status pages: a thread of their own, so a page never delays a scrape.
+    pages: ThreadPoolExecutor
 
 
 SOURCES_KEY = web.AppKey("sources", Sources)
@@ -99,73 +102,49 @@ async def reload(request: web.Request) -> web.Response:
     return web.Response(status=200 if ok else 500, text=message + "\n")
 
 
-def _cell(value: object) -> str:
-    return f"<td>{html.escape(str(value))}</td>"
+#: On every HTML page: nothing may load or run (no scripts at all), inline styles only.
+HTML_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self';"
+        " base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Vary": "Accept-Encoding",
+}
+
+
+async def _html(request: web.Request, render: Callable[[], str], status: int = 200) -> web.Response:
+    """A page rendered (and compressed) off the event loop: with thousands of targets it
+    takes a good part of a second, and probes must not wait for it."""
+    sources = request.app[SOURCES_KEY]
+    loop = asyncio.get_running_loop()
+    page = await loop.run_in_executor(sources.pages, render)
+    body = page.encode("utf-8")
+    headers = dict(HTML_HEADERS)
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        body = await loop.run_in_executor(sources.pages, _gzip, body)
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(
+        status=status, body=body, headers=headers, content_type="text/html", charset="utf-8"
+    )
 
 
 async def index(request: web.Request) -> web.Response:
-    """Links, the reload state, and one row per target with the reason for any failure."""
+    """Every target at a glance, sorted and filtered by the query string."""
     store = request.app[SOURCES_KEY].store
-    now = time.time()
-    rows = []
+    overview = Overview(__version__, store.reload, store.shard, store.snapshot())
+    query = Query.parse(request.query)
+    return await _html(request, partial(render_index, overview, query, time.time()))
+
+
+async def target_page(request: web.Request) -> web.Response:
+    """One target's settings, last result, transcript and certificate chain."""
+    store = request.app[SOURCES_KEY].store
+    name = request.query.get("name", "")
     for target, result in store.snapshot():
-        if result is None:
-            rows.append(
-                "<tr>" + _cell(target.name) + _cell(target.address) + '<td colspan="5">'
-                "waiting for the first probe</td></tr>"
-            )
-            continue
-        accepted = " ".join(v.version.value for v in result.versions if v.supported) or "-"
-        status = "ok" if result.success else f"{result.error.value if result.error else ''}"
-        detail = result.error_detail
-        cert = result.certificate
-        cert_text = "-"
-        if cert is not None:
-            days = (cert.not_after.timestamp() - now) / 86400
-            verify = (
-                "verified"
-                if cert.verified
-                else (cert.verify_error.value if cert.verify_error else "not verified")
-            )
-            cert_text = f"{days:.0f} days left, {verify}"
-        when = datetime.fromtimestamp(result.finished, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        rows.append(
-            "<tr>"
-            + _cell(target.name)
-            + _cell(target.address)
-            + _cell(f"{when}Z")
-            + _cell(status)
-            + _cell(detail)
-            + _cell(accepted)
-            + _cell(cert_text)
-            + "</tr>"
-        )
-    reload_state = store.reload
-    reload_text = "successful" if reload_state.successful else f"FAILED: {reload_state.last_error}"
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>SMTP TLS exporter</title>
-<style>body{{font-family:sans-serif}}td,th{{padding:2px 8px;text-align:left}}</style></head>
-<body><h1>SMTP TLS exporter</h1>
-<p>Version {html.escape(__version__)}.
-<a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a> · <a href="/-/ready">Readiness</a>
-· POST /-/reload reloads the config.</p>
-<p>Last config load: {html.escape(reload_text)}.{_shard_text(store)}</p>
-<table><tr><th>Target</th><th>Address</th><th>Last probe</th><th>Status</th><th>Detail</th>
-<th>Accepted versions</th><th>Certificate</th></tr>
-{"".join(rows)}
-</table></body></html>
-"""
-    return web.Response(text=page, content_type="text/html")
-
-
-def _shard_text(store: ResultStore) -> str:
-    shard = store.shard
-    if shard is None:
-        return ""
-    return (
-        f" Shard {shard.index} of {shard.count} (0 to {shard.count - 1}):"
-        f" {store.target_count} of the config's {shard.config_targets} targets."
-    )
+        if target.name == name:
+            return await _html(request, partial(render_target, target, result, time.time()))
+    return await _html(request, partial(render_not_found, name), status=404)
 
 
 def make_app(
@@ -178,13 +157,16 @@ def make_app(
     registry would (the same bytes)."""
     app = web.Application()
     executor = ThreadPoolExecutor(max_workers=METRICS_WORKERS, thread_name_prefix="metrics")
-    app[SOURCES_KEY] = Sources(store, registry, reload_config, render, executor)
+    pages = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pages")
+    app[SOURCES_KEY] = Sources(store, registry, reload_config, render, executor, pages)
 
     async def shut_down_executor(_: web.Application) -> None:
         executor.shutdown(wait=False, cancel_futures=True)
+        pages.shutdown(wait=False, cancel_futures=True)
 
     app.on_cleanup.append(shut_down_executor)
     app.router.add_get("/", index)
+    app.router.add_get("/target", target_page)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
