@@ -26,9 +26,10 @@ SCHEMA_FILE = REPO / "helm" / "values.schema.json"
 WIDTH = 100
 CONFIG_DESCRIPTION = (
     "The exporter's config file (rendered into a ConfigMap). Generated from the exporter's"
-    " key table by scripts/helm-schema.py; targets may be empty only here, in the chart's"
-    " defaults. Write the version 1.0 as '1.0' (Helm would render the number 1.0 as 1), and"
-    " quote integers of more than 53 bits (Helm keeps numbers as float64)."
+    " key table by scripts/helm-schema.py. targets may be empty here, as in the chart's"
+    " defaults, but the chart refuses to render without one. Write the version 1.0 as '1.0'"
+    " (Helm would render the number 1.0 as 1), and quote integers of more than 53 bits (Helm"
+    " keeps numbers as float64)."
 )
 
 

@@ -23,6 +23,8 @@ from tests.support.tools import require_tool
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART = REPO_ROOT / "helm"
 VALUES_DIR = Path(__file__).resolve().parent / "helm-values"
+EXAMPLE = CHART / "values.example.yaml"
+README = REPO_ROOT / "README.md"
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "dashboard.json"
 
@@ -35,14 +37,21 @@ KUBERNETES_VERSIONS = ("1.25", kubernetes_validate.latest_version())
 CORE_KINDS = {"ServiceAccount", "ConfigMap", "Service", "Deployment", "StatefulSet"}
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
-# name -> values file (None: the chart's defaults)
-CASES: dict[str, Path | None] = {
-    "default": None,
+#: The image the values files name; no image is published, so each names the user's own.
+REPOSITORY = "registry.example.org/mail/smtp-tls-exporter"
+#: The example values leave the image to the command line, as the README's install does.
+IMAGE_SET = ("--set", f"image.repository={REPOSITORY}")
+
+# name -> values file
+CASES: dict[str, Path] = {
+    "example": EXAMPLE,
     "full": VALUES_DIR / "full.yaml",
     "ipv6": VALUES_DIR / "ipv6.yaml",
     "ca-configmap": VALUES_DIR / "ca-configmap.yaml",
     "sharding": VALUES_DIR / "sharding.yaml",
 }
+#: Flags a case needs besides its values file.
+CASE_FLAGS: dict[str, tuple[str, ...]] = {"example": IMAGE_SET}
 #: The shards of the sharding case (sharding.shards in its values file).
 SHARDS = 3
 
@@ -65,6 +74,11 @@ def template(values: Path | None = None, *extra: str) -> list[Manifest]:
     result = run_helm(*args, *extra)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def render(name: str, *extra: str) -> list[Manifest]:
+    """The manifests of a case, rendered with its values file and flags."""
+    return template(CASES[name], *CASE_FLAGS.get(name, ()), *extra)
 
 
 def load_values(values: Path | None) -> dict[str, Any]:
@@ -112,7 +126,7 @@ def rendered_config(manifests: list[Manifest]) -> tuple[str, dict[str, Any]]:
 @pytest.fixture(scope="module", params=list(CASES))
 def case(request: pytest.FixtureRequest) -> tuple[str, list[Manifest]]:
     name: str = request.param
-    return name, template(CASES[name])
+    return name, render(name)
 
 
 # --- chart files (no helm needed) ----------------------------------------------------------
@@ -161,9 +175,7 @@ def test_values_schema_is_json() -> None:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_lint(name: str) -> None:
-    args = ["lint", "--strict", str(CHART)]
-    if CASES[name] is not None:
-        args += ["--values", str(CASES[name])]
+    args = ["lint", "--strict", str(CHART), "--values", str(CASES[name]), *CASE_FLAGS.get(name, ())]
     result = run_helm(*args)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -193,8 +205,8 @@ def test_manifests_are_namespaced_and_labelled(case: tuple[str, list[Manifest]])
         assert metadata["labels"]["app.kubernetes.io/instance"] == RELEASE
 
 
-def test_default_renders_core_kinds_only() -> None:
-    kinds = sorted(m["kind"] for m in template())
+def test_example_renders_core_kinds_only() -> None:
+    kinds = sorted(m["kind"] for m in render("example"))
     assert kinds == ["ConfigMap", "Deployment", "Service", "ServiceAccount"]
 
 
@@ -226,7 +238,7 @@ def test_deployment_runs_the_exporter(case: tuple[str, list[Manifest]]) -> None:
         assert "--log.level=debug" in c["args"]
         assert "--log.format=json" in c["args"]
     else:
-        assert c["image"] == "ghcr.io/example/smtp-tls-exporter:0.1.0"
+        assert c["image"] == f"{REPOSITORY}:0.1.0"
 
 
 def test_security_context(case: tuple[str, list[Manifest]]) -> None:
@@ -277,7 +289,7 @@ def test_pod_metadata_from_values() -> None:
 
 def test_config_checksum_rolls_the_pod() -> None:
     def checksum(*extra: str) -> str:
-        annotations = deployment(template(None, *extra))["spec"]["template"]["metadata"][
+        annotations = deployment(render("example", *extra))["spec"]["template"]["metadata"][
             "annotations"
         ]
         value: str = annotations["checksum/config"]
@@ -292,10 +304,10 @@ def test_config_checksum_rolls_the_pod() -> None:
 # --- the config file -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["full", "ipv6", "ca-configmap", "sharding"])
+@pytest.mark.parametrize("name", ["example", "full", "ipv6", "ca-configmap", "sharding"])
 def test_config_reproduces_values(name: str) -> None:
     values = load_values(CASES[name])
-    _text, config = rendered_config(template(CASES[name]))
+    _text, config = rendered_config(render(name))
     assert config["targets"] == values["config"]["targets"]
     expected_defaults = dict(values["config"].get("defaults", {}))
     if "caFile" in values:
@@ -312,9 +324,29 @@ def test_config_keeps_ipv6_hosts_as_text() -> None:
     assert config["targets"][3]["labels"] == {"rack": "1:20"}
 
 
-def test_default_config_has_no_targets() -> None:
-    _text, config = rendered_config(template())
-    assert config == {"targets": []}
+@pytest.mark.parametrize(
+    "values", ["config: {}", "config: {targets: []}", "config: {targets: null}", "{}"]
+)
+def test_a_config_without_targets_is_refused(values: str, tmp_path: Path) -> None:
+    """The exporter would never become ready: the install fails instead, saying why."""
+    file = tmp_path / "values.yaml"
+    file.write_text(values + "\n")
+    for command in ("template", "install"):
+        result = run_helm(
+            command, RELEASE, str(CHART), "--dry-run=client", "--values", str(file), *IMAGE_SET
+        )
+        assert result.returncode != 0, result.stdout
+        assert "config.targets is empty: list at least one SMTP server" in result.stderr
+
+
+@pytest.mark.parametrize("flags", [(), ("--set", "image.repository=")])
+def test_the_image_repository_is_required(flags: tuple[str, ...]) -> None:
+    """No image is published: the install says to build and push one instead of failing to
+    pull a made-up name."""
+    result = run_helm("template", RELEASE, str(CHART), "--values", str(EXAMPLE), *flags)
+    assert result.returncode != 0
+    assert "image.repository is not set: build the image" in result.stderr
+    assert "unless it is 0.1.0" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -352,7 +384,7 @@ def test_no_ca_file_without_ca_values() -> None:
 
 def test_ca_file_from_both_sources_is_refused() -> None:
     result = run_helm(
-        "template", RELEASE, str(CHART),
+        "template", RELEASE, str(CHART), "--values", str(EXAMPLE), *IMAGE_SET,
         "--set", "caFile.secretName=a", "--set", "caFile.configMapName=b",
     )  # fmt: skip
     assert result.returncode != 0
@@ -449,17 +481,47 @@ def check_config(path: Path) -> tuple[bool, str]:
     reason="config loader not available",
     strict=False,
 )
-@pytest.mark.parametrize("name", ["full", "ipv6", "ca-configmap", "sharding", "default"])
+@pytest.mark.parametrize("name", list(CASES))
 def test_rendered_config_passes_the_exporters_check(name: str, tmp_path: Path) -> None:
-    text, config = rendered_config(template(CASES[name]))
+    text, config = rendered_config(render(name))
     path = write_config_for_check(text, config, tmp_path)
     accepted, output = check_config(path)
-    if name == "default":
-        # No targets: the exporter refuses to start, as NOTES.txt warns.
-        assert not accepted
-        assert "targets" in output
-    else:
-        assert accepted, output
+    assert accepted, output
+
+
+# --- the README's install ----------------------------------------------------------------
+
+
+def readme_helm_commands() -> list[str]:
+    """The lines of the first shell block of the README's Helm section."""
+    section = README.read_text().split("\n## Helm\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return block.splitlines()
+
+
+def test_readme_builds_the_tag_the_chart_runs() -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    image = f"$REGISTRY/smtp-tls-exporter:{app_version}"
+    commands = readme_helm_commands()
+    assert f"docker build -t {image} ." in commands
+    assert f"docker push {image}" in commands
+
+
+def test_readme_helm_install_runs_as_written(tmp_path: Path) -> None:
+    """The README's commands in a checkout, the image build aside and the install a dry run."""
+    helm = require_tool("helm", HELM_HINT)
+    (tmp_path / "helm").symlink_to(CHART)
+    script = "\n".join(line for line in readme_helm_commands() if not line.startswith("docker "))
+    assert "helm install " in script
+    script = script.replace("helm install ", f"{helm} install --dry-run=client ")
+    done = subprocess.run(
+        ["bash", "-euc", script], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    rendered = done.stdout.split("\nMANIFEST:\n", 1)[1].split("\nNOTES:\n", 1)[0]
+    manifests = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    assert container(manifests)["image"] == f"{REPOSITORY}:0.1.0"
+    assert (tmp_path / "my-values.yaml").read_text() == EXAMPLE.read_text()
 
 
 # --- optional resources --------------------------------------------------------------------
@@ -513,19 +575,15 @@ def test_grafana_dashboard_configmap() -> None:
     assert json.loads(text) == json.loads(DASHBOARD.read_text())
 
 
-def test_notes_warn_about_missing_targets() -> None:
-    def notes(*extra: str) -> str:
-        result = run_helm(
-            "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE, *extra
-        )
-        assert result.returncode == 0, result.stderr
-        return result.stdout.split("NOTES:", 1)[1]
-
-    assert "config.targets is empty" in notes()
-    full = notes("--values", str(CASES["full"]))
-    assert "config.targets is empty" not in full
-    assert "4 SMTP target(s)" in full
-    assert "PrometheusRule" in full
+def test_notes_count_the_targets() -> None:
+    result = run_helm(
+        "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", NAMESPACE,
+        "--values", str(CASES["full"]),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "4 SMTP target(s)" in notes
+    assert "PrometheusRule" in notes
 
 
 # --- sharding: a StatefulSet whose pod I probes shard I ------------------------------------
@@ -622,7 +680,7 @@ def test_sharding_service_monitor_scrapes_every_pod() -> None:
 
 
 def test_sharding_off_by_default() -> None:
-    manifests = template()
+    manifests = render("example")
     assert not [m for m in manifests if m["kind"] == "StatefulSet"]
     assert "clusterIP" not in only(manifests, "Service")["spec"]
     assert not [a for a in container(manifests)["args"] if "--shard" in a]
