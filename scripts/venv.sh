@@ -51,7 +51,7 @@ fi
 if up_to_date; then
     exit 0
 fi
-echo "scripts/venv.sh: installing ${SPEC} into .venv (pyproject.toml is new or changed)" >&2
+echo "scripts/venv.sh: installing ${SPEC} into .venv (not yet installed for this pyproject.toml)" >&2
 keep=$(installed_extras)
 rm -f "${STAMP}" # a failed install leaves no stamp behind
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
