@@ -366,16 +366,16 @@ def _summary(rows: Sequence[_Row], query: Query) -> str:
         counts["legacy"] += row.legacy
     counts["all"] = len(rows)
 
-    def link(key: str, text: str) -> str:
+    def link(key: str, text: str = "") -> str:
         href = _e(query.href(status=key))
-        return f'<a href="{href}">{counts[key]} {_e(text)}</a>'
+        return f'<a href="{href}">{counts[key]}{" " + text if text else ""}</a>'
 
     return (
         f"<p>{link('all', 'targets')}: {link('failing', 'failing')},"
         f" {link('waiting', 'waiting')}, {link('ok', 'ok')}."
-        f" {link('certificate', 'certificates need attention')}"
-        f" (not verified, or under {CERT_WARN_DAYS} days left)."
-        f" {link('legacy', 'accept legacy versions')} (SSLv2, SSLv3, TLS 1.0 or 1.1).</p>"
+        f" With a certificate to look at (not verified, or under {CERT_WARN_DAYS} days left):"
+        f" {link('certificate')}. Accepting a legacy version (SSLv2, SSLv3, TLS 1.0 or 1.1):"
+        f" {link('legacy')}.</p>"
     )
 
 
@@ -491,11 +491,12 @@ def _summary_of(target: Target, result: ProbeResult, now: float) -> str:
         status += f' <span class="wrap">{_e(result.error_detail)}</span>'
     advertised = result.starttls_advertised
     starttls = _NONE if advertised is None else "yes" if advertised else "NOT advertised"
-    negotiated = (
-        f"{_e(result.negotiated.version)} {_e(result.negotiated.cipher)}"
-        if result.negotiated
-        else "no connection"
-    )
+    if result.negotiated:
+        negotiated = f"{_e(result.negotiated.version)} {_e(result.negotiated.cipher)}"
+    elif result.default_client_error:
+        negotiated = f"handshake failed: {_e(result.default_client_error)}"
+    else:
+        negotiated = "no handshake"
     upcoming = next_probe_estimate(target, result)
     return _table(
         [

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from html.parser import HTMLParser
 from urllib.parse import quote, unquote
 
 import pytest
@@ -37,6 +37,7 @@ from exporter.store import ReloadStatus, ResultStore, ShardStatus
 from exporter.target import Target, TLSMode, TLSVersion
 from exporter.transcript import Recorder
 from exporter.web import make_app
+from tests.support.pages import Page
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC).timestamp()
 HOSTILE = "<script>alert(1)</script>\"'</td></tr><img src=x onerror=alert(2)>"
@@ -46,46 +47,6 @@ PAGE_TAGS = {
     "strong", "span", "code", "form", "label", "input", "select", "option", "button", "table",
     "thead", "tbody", "tr", "th", "td", "section",
 }  # fmt: skip
-
-
-class Page(HTMLParser):
-    """A rendered page as a browser reads it: its elements, links, and table rows as text."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.tags: set[str] = set()
-        self.attributes: list[tuple[str, str | None]] = []
-        self.links: list[str] = []
-        self.rows: list[list[str]] = []
-        self._cell: list[str] | None = None
-        self.text: list[str] = []
-        self.feed(text)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.add(tag)
-        self.attributes += attrs
-        if tag == "a":
-            self.links += [value for name, value in attrs if name == "href" and value]
-        elif tag == "tr":
-            self.rows.append([])
-        elif tag in ("td", "th"):
-            self._cell = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("td", "th") and self._cell is not None and self.rows:
-            self.rows[-1].append("".join(self._cell).strip())
-            self._cell = None
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-        if self._cell is not None:
-            self._cell.append(data)
-
-    def table(self) -> list[dict[str, str]]:
-        """The first table's body rows, keyed by the heading of their column."""
-        heading = [cell.rstrip(" ▲▼") for cell in self.rows[0]]
-        return [dict(zip(heading, row, strict=True)) for row in self.rows[1:]]
 
 
 def certificate(
@@ -201,7 +162,7 @@ def test_every_target_shows_its_verdicts_certificate_and_times() -> None:
     assert rows["charlie"]["Failure"] == "Connection refused why?"
     assert rows["delta"]["Status"] == "waiting"
     assert rows["delta"]["TLS"] == "implicit"
-    assert "Last config load: successful." in "".join(page.text)
+    assert "Last config load: successful." in page.text
 
 
 def test_every_target_and_every_failure_links_to_its_page() -> None:
@@ -286,10 +247,10 @@ def test_headers_sort_and_the_form_keep_the_filter() -> None:
 
 
 def test_the_summary_counts_every_kind_of_trouble() -> None:
-    text = "".join(index(*fleet()).text)
+    text = index(*fleet()).text
     assert "4 targets: 1 failing, 1 waiting, 2 ok." in text
-    assert f"1 certificates need attention (not verified, or under {CERT_WARN_DAYS} days" in text
-    assert "1 accept legacy versions" in text
+    assert f"certificate to look at (not verified, or under {CERT_WARN_DAYS} days left): 1." in text
+    assert "Accepting a legacy version (SSLv2, SSLv3, TLS 1.0 or 1.1): 1." in text
 
 
 def test_rows_beyond_the_limit_are_left_out_with_a_hint() -> None:
@@ -359,7 +320,7 @@ def test_hostile_server_text_comes_out_escaped_on_the_target_page() -> None:
     ((target, found),) = hostile_fleet()
     text = render_target(target, found, NOW)
     page = assert_inert(text)
-    shown = "".join(page.text)
+    shown = page.text
     assert "220 " + HOSTILE in shown
     assert "250-" + "A" * 500 in shown  # as much as the transcript keeps, wrapped by the style
     assert "554 " + HOSTILE in shown
@@ -397,7 +358,7 @@ def test_the_target_page_shows_settings_verdicts_transcript_and_chain() -> None:
     cert = certificate(30, verified=False)
     page = Page(render_target(target, result(target, cert=cert, transcript=transcript()), NOW))
     rows = [row for row in page.rows if row]
-    shown = "".join(page.text)
+    shown = page.text
 
     assert ["Address", "mx.example.org:25"] in rows
     assert ["Servername", "mail.example.org"] in rows
@@ -439,11 +400,13 @@ def test_the_target_page_shows_settings_verdicts_transcript_and_chain() -> None:
 
 def test_a_target_without_a_result_or_transcript_says_so() -> None:
     target = Target(host="mx.example.org")
-    waiting = "".join(Page(render_target(target, None, NOW)).text)
+    waiting = Page(render_target(target, None, NOW)).text
     assert "Waiting for the first probe." in waiting
-    bare = "".join(Page(render_target(target, result(target), NOW)).text)
+    bare = Page(render_target(target, result(target), NOW)).text
     assert "This probe recorded no transcript." in bare
     assert "No certificate was read." in bare
+    failed = replace(result(target), negotiated=None, default_client_error="<alert> 40")
+    assert "handshake failed: <alert> 40" in Page(render_target(target, failed, NOW)).text
 
 
 # --- over HTTP -------------------------------------------------------------------------------
