@@ -17,6 +17,7 @@ PACKAGES=(
     unzip # for scripts/install-helm.sh
     buildah # tests/test_image.py builds the Dockerfile (vfs storage, chroot isolation)
     debootstrap # tests/test_image.py makes a stand-in Debian base image
+    chromium # tests/test_browser.py loads the status pages headless (DOM and screenshots)
 )
 
 APT_GET=(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
