@@ -100,8 +100,9 @@ def _days_left(moment: datetime, now: float) -> float:
 
 def next_probe_estimate(target: Target, result: ProbeResult) -> float:
     """When the next probe should start: one interval after the last one started. An
-    estimate: the scheduler keeps each target on a phase grid of its own, so the first
-    probes after a start or reload come up to half an interval earlier or later."""
+    estimate: the scheduler keeps each target on a phase grid of its own, and the probe
+    after a target's first one (at start, or when a reload adds it) moves onto that grid,
+    up to half an interval earlier or later; a probe kept waiting for a slot starts late."""
     return result.started + target.interval
 
 
@@ -116,7 +117,8 @@ def _verification(cert: CertificateInfo) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Overview:
-    """What the overview shows besides the targets: the exporter's own state."""
+    """What the overview shows: the exporter's own state, and every target with its last
+    result (None before its first probe ends)."""
 
     version: str
     reload: ReloadStatus
