@@ -47,7 +47,7 @@ def test_a_flood_is_cut_and_says_so() -> None:
 def test_unreadable_or_hostile_packing_gives_nothing() -> None:
     assert unpack(b"") == ()
     assert unpack(b"not zlib") == ()
-    assert unpack(zlib.compress(b"{\"not\": \"a list\"}")) == ()
+    assert unpack(zlib.compress(b'{"not": "a list"}')) == ()
     assert unpack(zlib.compress(b"[" * 100_000)) == ()
     bomb = zlib.compress(b"[" + b" " * (64 << 20) + b"]")
     assert unpack(bomb) == ()
