@@ -17,6 +17,7 @@ PACKAGES=(
     unzip # for scripts/install-helm.sh
     buildah # tests/test_image.py builds the Dockerfile (vfs storage, chroot isolation)
     debootstrap # tests/test_image.py makes a stand-in Debian base image
+    nsd # tests/support/dns.py runs a private authoritative DNS server for MX look-ups
     chromium # tests/test_browser.py loads the status pages headless (DOM and screenshots)
 )
 

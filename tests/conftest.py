@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.dns import DnsServer, nsd_available
 from tests.support.postfix import (
     PostfixServers,
     SystemPostfix,
@@ -46,3 +47,14 @@ def postfix(
     after = system_postfix()
     assert after.config_files == system_postfix_before.config_files, "/etc/postfix changed"
     assert after.masters <= system_postfix_before.masters, "the system Postfix was started"
+
+
+@pytest.fixture(scope="session")
+def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServer]:
+    """A real authoritative DNS server (a private NSD) with a zone for every MX case (see
+    ``tests/support/dns.py``); skipped without NSD, a failure under ``CI=true``."""
+    reason = nsd_available()
+    if reason is not None:
+        unavailable(reason)
+    with DnsServer(tmp_path_factory.mktemp("nsd")) as server:
+        yield server
