@@ -16,6 +16,8 @@ MIN_INTERVAL: Final = 1.0
 #: the default client); all at once, long greeting delays (postscreen, greet_pause: 15-20 s)
 #: are paid once, not twice, within the timeout.
 DEFAULT_CONNECTIONS: Final = 6
+#: Seconds one DNS look-up (MX, A/AAAA) may take, every server and retry included.
+DEFAULT_DNS_TIMEOUT: Final = 5.0
 MAX_CONNECTIONS: Final = 10
 DEFAULT_LISTEN_ADDRESS: Final = ":9025"
 DEFAULT_CONFIG_FILE: Final = "config.yaml"

@@ -1,7 +1,9 @@
-"""What to probe: one SMTP endpoint and how to talk to it."""
+"""What to probe: one SMTP endpoint and how to talk to it, or a mail domain whose MX hosts
+become such endpoints."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
@@ -88,6 +90,9 @@ class Target:
     labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     #: At most this many connections to the host at once within one probe.
     connections: int = defaults.DEFAULT_CONNECTIONS
+    #: The host's addresses, already looked up (an MX host, through the configured DNS);
+    #: empty: the probe looks the host up itself.
+    addresses: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -99,3 +104,39 @@ class Target:
     def address(self) -> str:
         """`host:port`, with IPv6 literals in brackets."""
         return format_address(self.host, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    """The resolver for MX and MX hosts' address look-ups: the system's, or `servers`
+    (`IP` or `IP:PORT`, IPv6 in brackets with a port)."""
+
+    servers: tuple[str, ...] = ()
+    timeout: float = defaults.DEFAULT_DNS_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class MailDomain:
+    """A mail domain to watch. Its MX hosts, found anew every `interval`, are each probed
+    as a target made from `template` (the settings of the domain's entry); the domain's
+    `labels` go on the domain's own series, since one MX host may serve many domains."""
+
+    domain: str
+    template: Target
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The domain: what shards are chosen by."""
+        return self.domain
+
+    def target_for(self, host: str, addresses: tuple[str, ...] = ()) -> Target:
+        """The target that probes MX host `host`: named `host:port`, `host` as servername."""
+        return dataclasses.replace(
+            self.template,
+            host=host,
+            name=format_address(host, self.template.port),
+            servername=host,
+            labels=(),
+            addresses=addresses,
+        )

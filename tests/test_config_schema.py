@@ -94,6 +94,8 @@ def helm_config(data: object) -> dict[str, Any] | None:
     rendered: dict[str, Any] = {"targets": data.get("targets") or []}
     if data.get("defaults"):
         rendered["defaults"] = data["defaults"]
+    if data.get("dns"):
+        rendered["dns"] = data["dns"]
     return rendered
 
 
@@ -121,7 +123,8 @@ def judge(text: str) -> Verdicts:
         rendered=None if rendered_data is None else rendered is not None,
         rendered_same=written is not None
         and rendered is not None
-        and written.targets == rendered.targets,
+        and (written.targets, written.domains, written.dns)
+        == (rendered.targets, rendered.domains, rendered.dns),
     )
 
 
@@ -401,6 +404,51 @@ ROWS = [
         schema=True,
         why=NOT_EXPRESSIBLE + "uniqueness of a value computed from two keys",
     ),
+    # mail domains
+    Row("domain", "targets:\n  - domain: partner.example\n    port: 2525\n", True, helm=True),
+    Row("domain-unicode", "targets:\n  - domain: bücher.example\n", True),
+    Row("domain-labels", "targets:\n  - domain: a.example\n    labels: {partner: acme}\n", True),
+    Row("domain-and-host", "targets:\n  - domain: partner.example\n    host: mx.example\n", False),
+    Row("neither-host-nor-domain", "targets:\n  - port: 25\n", False),
+    Row(
+        "domain-ip",
+        "targets:\n  - domain: 192.0.2.1\n",
+        False,
+        schema=True,
+        why=NOT_EXPRESSIBLE + "the rules of domain names (IDNA 2008, labels, no address)",
+    ),
+    Row(
+        "domain-servername",
+        "targets:\n  - domain: partner.example\n    servername: mx.partner.example\n",
+        False,
+        schema=True,
+        why="one shape for host and domain entries; the exporter names the keys a domain's"
+        " MX hosts decide",
+    ),
+    Row(
+        "domain-twice",
+        "targets:\n  - domain: partner.example\n  - domain: PARTNER.example.\n",
+        False,
+        schema=True,
+        why=NOT_EXPRESSIBLE + "uniqueness of names as DNS compares them",
+    ),
+    # dns
+    Row(
+        "dns", OK + "dns:\n  servers: ['127.0.0.1:5353', '[::1]:53', 192.0.2.53]\n", True, helm=True
+    ),
+    Row("dns-timeout", OK + "dns:\n  timeout: 2s\n", True),
+    Row("dns-null", OK + "dns: null\n", True),
+    Row("dns-timeout-0", OK + "dns:\n  timeout: 0s\n", False),
+    Row("dns-servers-empty", OK + "dns:\n  servers: []\n", False),
+    Row("dns-servers-text", OK + "dns:\n  servers: 127.0.0.1\n", False),
+    Row("dns-unknown-key", OK + "dns:\n  server: 127.0.0.1\n", False),
+    Row(
+        "dns-server-name",
+        OK + "dns:\n  servers: [ns1.example.org]\n",
+        False,
+        schema=True,
+        why=NOT_EXPRESSIBLE + "which texts are IP addresses (with a port)",
+    ),
     Row(
         "key-twice",
         "targets:\n  - host: a.example\n    host: b.example\n",
@@ -516,6 +564,7 @@ text_or_number = st.one_of(
 )
 plausible: dict[str, st.SearchStrategy[Any]] = {
     "host": st.sampled_from(["mx.example.org", "::1", "[2001:db8::1]", "mx.bücher.example"]),
+    "domain": st.sampled_from(["partner.example", "bücher.example", "192.0.2.1", "", "a..b"]),
     "port": st.integers(-1, 70000) | st.floats(0, 70000),
     "tls": st.sampled_from(["starttls", "IMPLICIT", " StartTLS\t", "ssl"]) | st.text(max_size=10),
     "name": text_or_number,
@@ -575,6 +624,7 @@ def padded(words: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 version_spellings = st.sampled_from(["ssl2", "ssl3", "sslv3", "1.0", "1.1", "tls1.2", "tlsv1.3"])
 good_values: dict[str, st.SearchStrategy[Any]] = {
     "host": st.sampled_from(["mx.example.org", "192.0.2.1", "::1", "[2001:db8::1]", "ü.example"]),
+    "domain": st.sampled_from(["partner.example", "Partner.Example.", "bücher.example"]),
     "port": st.integers(1, 65535),
     "tls": padded(st.sampled_from(["starttls", "implicit"])),
     "name": st.text(min_size=1, max_size=8).filter(str.strip)
@@ -603,16 +653,23 @@ good_values: dict[str, st.SearchStrategy[Any]] = {
         max_size=3,
     ),
 }
+#: What a host entry and a domain entry may set beside `host` and `domain`.
+HOST_KEYS = frozenset(TARGET_KEYS) - {"host", "domain"}
+DOMAIN_KEYS = HOST_KEYS - {"name", "servername"}
 good_configs = st.fixed_dictionaries(
     {
         "targets": st.lists(
             st.fixed_dictionaries(
                 {"host": good_values["host"]},
-                optional={key: good_values[key] for key in TARGET_KEYS if key != "host"},
+                optional={key: good_values[key] for key in TARGET_KEYS if key in HOST_KEYS},
+            )
+            | st.fixed_dictionaries(
+                {"domain": good_values["domain"]},
+                optional={key: good_values[key] for key in TARGET_KEYS if key in DOMAIN_KEYS},
             ),
             min_size=1,
             max_size=3,
-            unique_by=lambda target: target["host"],
+            unique_by=lambda target: target.get("host") or target["domain"],
         )
     },
     optional={
@@ -658,7 +715,7 @@ def test_schema_names_every_key_with_its_default() -> None:
     assert target["port"]["default"] == 25
     assert target["connections"]["default"] == 6
     assert target["versions"]["default"] == ["ssl3", "1.0", "1.1", "1.2", "1.3"]
-    assert definitions["target"]["required"] == ["host"]
+    assert definitions["target"]["oneOf"] == [{"required": ["host"]}, {"required": ["domain"]}]
 
 
 def test_whitespace_class_is_what_strip_removes() -> None:

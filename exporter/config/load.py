@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter.config.reader import ConfigDocumentReader
 from exporter.config.values import ValueContext
 from exporter.config.yamlfile import YamlProblem, load_yaml
-from exporter.target import Target
+from exporter.target import DnsSettings, MailDomain, Target
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """A validated config file: the targets to probe, and where they came from."""
+    """A validated config file: the servers and mail domains to probe, the DNS to ask, and
+    where they came from."""
 
     targets: tuple[Target, ...]
     source: str
+    domains: tuple[MailDomain, ...] = ()
+    dns: DnsSettings = field(default_factory=DnsSettings)
 
     @property
     def label_names(self) -> tuple[str, ...]:
-        """Every extra label name used by any target, sorted."""
-        return tuple(sorted({name for target in self.targets for name, _ in target.labels}))
+        """Every extra label name used by any target or domain, sorted."""
+        labels = [*(t.labels for t in self.targets), *(d.labels for d in self.domains)]
+        return tuple(sorted({name for pairs in labels for name, _ in pairs}))
 
 
 class ConfigError(Exception):
@@ -81,7 +85,9 @@ def parse_config(
         raise ConfigError(source, [str(exc)]) from None
     context = ValueContext(base_dir=None if base_dir is None else os.fspath(base_dir))
     reader = ConfigDocumentReader(positions, context, default_ehlo_name)
-    targets = reader.read(data)
+    document = reader.read(data)
     if reader.problems:
         raise ConfigError(source, reader.problems.messages())
-    return Config(targets=targets, source=source)
+    return Config(
+        targets=document.targets, source=source, domains=document.domains, dns=document.dns
+    )

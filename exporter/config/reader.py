@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
 from exporter.config.problems import ProblemList, join
@@ -13,9 +13,16 @@ from exporter.config.schema import (
     CA_FILE,
     CONNECTIONS,
     DEFAULTS,
+    DNS,
+    DNS_KEY_NAMES,
+    DNS_KEYS,
+    DNS_SERVERS,
+    DNS_TIMEOUT,
+    DOMAIN,
     EHLO_NAME,
     EXTENSION_PREFIX,
     HOST,
+    HOST_ONLY,
     INTERVAL,
     LABELS,
     NAME,
@@ -37,7 +44,7 @@ from exporter.config.yamlfile import Positions
 from exporter.defaults import IMPLICIT_PORT
 from exporter.durations import format_duration
 from exporter.names import format_address, machine_ehlo_name
-from exporter.target import Target, TLSMode
+from exporter.target import DnsSettings, MailDomain, Target, TLSMode
 
 T = TypeVar("T")
 
@@ -63,6 +70,15 @@ class Settings:
 NO_SETTINGS = Settings({})
 
 
+@dataclass(frozen=True, slots=True)
+class Document:
+    """What a config document asks for: hosts, mail domains, and the DNS to use."""
+
+    targets: tuple[Target, ...] = ()
+    domains: tuple[MailDomain, ...] = ()
+    dns: DnsSettings = field(default_factory=DnsSettings)
+
+
 def pick(key: Key[T], *layers: Settings) -> T:
     """The value of the first layer that sets `key`, else the key's default."""
     for layer in layers:
@@ -83,18 +99,31 @@ class ConfigDocumentReader:
         self._context = context
         self._ehlo_name = default_ehlo_name
 
-    def read(self, data: object) -> tuple[Target, ...]:
-        """The targets of the document; check `problems` before using them."""
+    def read(self, data: object) -> Document:
+        """What the document asks for; check `problems` before using it."""
         root = self._root(data)
         if root is None:
-            return ()
+            return Document()
         self._report_duplicate_keys(root)
         self._check_keys(root, "", TOP_KEYS, extensions=True)
         defaults = self._read_defaults(root)
+        dns = self._read_dns(root)
         items = self._target_list(root)
         if items is None:
-            return ()
-        return self._read_targets(items, defaults)
+            return Document(dns=dns)
+        targets, domains = self._read_targets(items, defaults)
+        return Document(targets, domains, dns)
+
+    def _read_dns(self, root: dict[Any, Any]) -> DnsSettings:
+        raw = root.get(DNS.name)
+        if raw is None:
+            return DnsSettings()
+        if not isinstance(raw, dict):
+            self.problems.add_at(root, "", DNS.name, f"must be a mapping, got {describe(raw)}")
+            return DnsSettings()
+        self._check_keys(raw, DNS.name, DNS_KEY_NAMES)
+        settings = self._read_keys(raw, DNS.name, DNS_KEYS)
+        return DnsSettings(servers=pick(DNS_SERVERS, settings), timeout=pick(DNS_TIMEOUT, settings))
 
     # The top level
 
@@ -159,13 +188,29 @@ class ConfigDocumentReader:
             return None
         return items
 
-    def _read_targets(self, items: list[Any], defaults: Settings) -> tuple[Target, ...]:
+    def _read_targets(
+        self, items: list[Any], defaults: Settings
+    ) -> tuple[tuple[Target, ...], tuple[MailDomain, ...]]:
         targets: list[Target] = []
+        domains: list[MailDomain] = []
         first_path: dict[str, str] = {}
+        first_domain: dict[str, str] = {}
         for index, item in enumerate(items):
             path = f"{TARGETS.name}[{index}]"
             line = self._positions.line(items, index)
             target = self._read_target(item, path, defaults, line)
+            if isinstance(target, MailDomain):
+                if target.domain in first_domain:
+                    self.problems.add_at(
+                        item,
+                        path,
+                        DOMAIN.name,
+                        f"{target.domain!r} is already the domain of {first_domain[target.domain]}",
+                    )
+                    continue
+                first_domain[target.domain] = path
+                domains.append(target)
+                continue
             if target is None:
                 continue
             if target.name in first_path:
@@ -173,7 +218,7 @@ class ConfigDocumentReader:
                 continue
             first_path[target.name] = path
             targets.append(target)
-        return tuple(targets)
+        return tuple(targets), tuple(domains)
 
     def _report_name_taken(
         self, item: dict[Any, Any], path: str, name: str, first: str, line: int | None
@@ -192,19 +237,49 @@ class ConfigDocumentReader:
 
     def _read_target(
         self, item: object, path: str, defaults: Settings, line: int | None
-    ) -> Target | None:
+    ) -> Target | MailDomain | None:
         if not isinstance(item, dict):
             self.problems.add(
-                path, f"must be a mapping with at least `host`, got {describe(item)}", line
+                path,
+                f"must be a mapping with `host` (a server) or `domain` (a mail domain),"
+                f" got {describe(item)}",
+                line,
             )
             return None
         before = len(self.problems)
         self._check_keys(item, path, TARGET_KEYS)
         own = self._read_keys(item, path, TARGET, line)
+        self._check_host_or_domain(item, path, line)
         self._check_target_timing(item, path, own, defaults)
         if len(self.problems) > before:
             return None
+        if DOMAIN in own:
+            return self._domain(own, defaults)
         return self._target(own, defaults)
+
+    def _check_host_or_domain(self, item: dict[Any, Any], path: str, line: int | None) -> None:
+        """Exactly one of `host` and `domain`; a domain's hosts come from its MX records."""
+        if HOST.name in item and DOMAIN.name in item:
+            self.problems.add_at(
+                item,
+                path,
+                DOMAIN.name,
+                "give either `host` (one server) or `domain` (a mail domain's MX hosts), not both",
+            )
+        elif HOST.name not in item and DOMAIN.name not in item:
+            self.problems.add(
+                path, "`host` (a server) or `domain` (a mail domain) is required", line
+            )
+        elif DOMAIN.name in item:
+            for key in HOST_ONLY:
+                if key.name in item:
+                    self.problems.add_at(
+                        item,
+                        path,
+                        key.name,
+                        "cannot be set for a `domain`: each MX host is its own target, named"
+                        " host:port, with the MX host's name as servername",
+                    )
 
     def _read_keys(
         self,
@@ -228,8 +303,16 @@ class ConfigDocumentReader:
                 invalid.add(key.name)
         return Settings(values, frozenset(invalid))
 
-    def _target(self, own: Settings, defaults: Settings) -> Target:
-        host = own.get(HOST)
+    def _domain(self, own: Settings, defaults: Settings) -> MailDomain:
+        domain = own.get(DOMAIN)
+        assert domain is not None  # checked: a domain entry has it
+        inherited, own_labels = pick(LABELS, defaults), pick(LABELS, own)
+        template = self._target(own, defaults, host=domain)
+        labels = tuple(sorted({**inherited, **own_labels}.items()))
+        return MailDomain(domain=domain, template=replace(template, labels=()), labels=labels)
+
+    def _target(self, own: Settings, defaults: Settings, host: str | None = None) -> Target:
+        host = host or own.get(HOST)
         assert host is not None  # required: its absence is a problem
         port = pick(PORT, own)
         tls = own.get(TLS)
@@ -294,7 +377,7 @@ def _too_long(timeout: float, interval: float) -> str:
 
 def _display_name(own: Settings, path: str) -> str:
     """The target's name as far as it is known: its name, its address, or its key path."""
-    name, host = own.get(NAME), own.get(HOST)
+    name, host = own.get(NAME), own.get(HOST) or own.get(DOMAIN)
     if name or host is None:
         return name or path
     if PORT.name in own.invalid:
@@ -312,6 +395,8 @@ def _unknown_key_hint(key: str, allowed: Sequence[str], elsewhere: Sequence[str]
 def _checked_mappings(root: dict[Any, Any]) -> Iterator[tuple[object, str]]:
     """The mappings whose keys are checked, with their key paths, in the order of the file."""
     yield root, ""
+    if isinstance(root.get(DNS.name), dict):
+        yield root[DNS.name], DNS.name
     defaults = root.get(DEFAULTS.name)
     if isinstance(defaults, dict):
         yield defaults, DEFAULTS.name

@@ -25,6 +25,8 @@ from exporter.config.values import (
     WHITESPACE_CLASS,
     ValueContext,
     read_ca_file,
+    read_dns_servers,
+    read_domain,
     read_duration,
     read_ehlo_name,
     read_host,
@@ -36,6 +38,7 @@ from exporter.config.values import (
 )
 from exporter.defaults import (
     DEFAULT_CONNECTIONS,
+    DEFAULT_DNS_TIMEOUT,
     DEFAULT_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_TIMEOUT,
@@ -56,6 +59,7 @@ DURATION_REF = "#/definitions/duration"
 LABELS_REF = "#/definitions/labels"
 SETTINGS_REF = "#/definitions/settings"
 TARGET_REF = "#/definitions/target"
+DNS_REF = "#/definitions/dns"
 
 #: A string with something besides white space in it (what the readers call empty).
 _NOT_BLANK = "[^" + WHITESPACE_CLASS[1:]
@@ -170,6 +174,28 @@ class HostName:
 
     def json_schema(self, _numbers: Numbers) -> JSONObject:
         return {"type": "string", "pattern": _NOT_BLANK}
+
+
+@dataclass(frozen=True, slots=True)
+class DomainName:
+    """A mail domain: a DNS name (Unicode becomes A-labels), not an IP address."""
+
+    def read(self, value: object, _context: ValueContext) -> str:
+        return read_domain(value)
+
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
+        return {"type": "string", "pattern": _NOT_BLANK}
+
+
+@dataclass(frozen=True, slots=True)
+class DnsServers:
+    """Name server addresses: `IP`, `IP:PORT` or `[IPv6]:PORT`."""
+
+    def read(self, value: object, _context: ValueContext) -> tuple[str, ...]:
+        return read_dns_servers(value)
+
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
+        return {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": _NOT_BLANK}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,8 +367,15 @@ HOST: Key[str | None] = Key(
     "host",
     HostName(),
     None,
-    "DNS name or IP address of the SMTP server; a Unicode name is used as its A-labels.",
-    required=True,
+    "DNS name or IP address of the SMTP server; a Unicode name is used as its A-labels."
+    " Each target has `host` or `domain`.",
+)
+DOMAIN: Key[str | None] = Key(
+    "domain",
+    DomainName(),
+    None,
+    "A mail domain instead of a host: its MX hosts, looked up anew every interval, are each"
+    " probed on `port` with the MX host's name as servername and `target` label.",
 )
 PORT: Key[int] = Key("port", Integer(1, 65535), DEFAULT_PORT, "TCP port of the SMTP server.")
 TLS: Key[TLSMode | None] = Key(
@@ -372,7 +405,25 @@ SETTINGS: tuple[Key[Any], ...] = (
     LABELS,
 )
 #: Keys only a target may set.
-TARGET_ONLY: tuple[Key[Any], ...] = (HOST, PORT, TLS, NAME, SERVERNAME)
+TARGET_ONLY: tuple[Key[Any], ...] = (HOST, DOMAIN, PORT, TLS, NAME, SERVERNAME)
+#: Keys a `domain` target may not set: its MX records name its hosts.
+HOST_ONLY: tuple[Key[Any], ...] = (NAME, SERVERNAME)
+
+DNS_SERVERS: Key[tuple[str, ...]] = Key(
+    "servers",
+    DnsServers(),
+    (),
+    "Name servers to ask (IP or IP:PORT, IPv6 as [IPv6]:PORT), in order; default: the"
+    " system's resolver (/etc/resolv.conf).",
+)
+DNS_TIMEOUT: Key[float] = Key(
+    "timeout",
+    Duration(),
+    DEFAULT_DNS_TIMEOUT,
+    "How long one look-up may take, every server and retry included.",
+)
+#: Keys of `dns`.
+DNS_KEYS: tuple[Key[Any], ...] = (DNS_SERVERS, DNS_TIMEOUT)
 #: Every key of a target, in the order they are read (and problems reported).
 TARGET: tuple[Key[Any], ...] = (*TARGET_ONLY, *SETTINGS)
 
@@ -381,14 +432,20 @@ DEFAULTS = Section(
     "Settings every target inherits; a target's own value replaces them, except labels,"
     " which merge key by key.",
 )
-TARGETS = Section("targets", "The SMTP servers to probe; at least one.")
-TOP_LEVEL: tuple[Section, ...] = (DEFAULTS, TARGETS)
+TARGETS = Section(
+    "targets", "The SMTP servers (`host`) and mail domains (`domain`) to probe; at least one."
+)
+DNS = Section(
+    "dns", "The resolver for MX look-ups and their hosts' addresses; default: the system's."
+)
+TOP_LEVEL: tuple[Section, ...] = (DEFAULTS, TARGETS, DNS)
 #: Top-level keys with this prefix are ignored, so they can hold YAML anchors.
 EXTENSION_PREFIX = "x-"
 
 TOP_KEYS = tuple(section.name for section in TOP_LEVEL)
 SETTING_KEYS = tuple(key.name for key in SETTINGS)
 TARGET_KEYS = tuple(key.name for key in TARGET)
+DNS_KEY_NAMES = tuple(key.name for key in DNS_KEYS)
 
 
 # --- As JSON Schema ---------------------------------------------------------------------------
@@ -432,7 +489,11 @@ def definitions(numbers: Numbers = YAML_NUMBERS) -> dict[str, JSONObject]:
         "settings": _mapping_of(
             SETTINGS, numbers, "Settings of `defaults`; a target may set each too."
         ),
-        "target": _mapping_of(TARGET, numbers, "One SMTP server to probe."),
+        "target": {
+            **_mapping_of(TARGET, numbers, "One SMTP server (`host`) or mail domain (`domain`)."),
+            "oneOf": [{"required": [HOST.name]}, {"required": [DOMAIN.name]}],
+        },
+        "dns": _mapping_of(DNS_KEYS, numbers, DNS.description),
     }
 
 
@@ -458,6 +519,7 @@ def config_schema(*, targets_required: bool = True) -> JSONObject:
             "anyOf": [{"type": "null"}, {"$ref": SETTINGS_REF}],
         },
         TARGETS.name: targets,
+        DNS.name: {"description": DNS.description, "anyOf": [{"type": "null"}, {"$ref": DNS_REF}]},
     }
     schema["patternProperties"] = {f"^{EXTENSION_PREFIX}": {}}
     schema["additionalProperties"] = False

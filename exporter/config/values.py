@@ -15,6 +15,7 @@ from cryptography import x509
 
 from exporter.defaults import MAX_CA_FILE_BYTES, MAX_LABEL_INTEGER
 from exporter.durations import MAX_DURATION, format_duration, parse_duration
+from exporter.mx import domain_name, parse_server
 from exporter.names import ehlo_name_problem, label_name_problem, parse_host
 from exporter.target import TLSMode, TLSVersion
 
@@ -178,6 +179,46 @@ def read_host(value: object, *, final_dot: bool = True) -> str:
     if problem is not None:
         raise InvalidValue.because(f"{describe(value)} {problem}")
     return host
+
+
+def read_domain(value: object) -> str:
+    """A mail domain (Unicode becomes A-labels, lowercase, no final dot); no IP address."""
+    text = read_text(value)
+    name, parsed, problem = domain_name(text)
+    if parsed is None:
+        raise InvalidValue.because(f"{describe(value)} {problem}")
+    return name
+
+
+#: Name servers one config may list.
+MAX_DNS_SERVERS = 8
+
+
+def read_dns_servers(value: object) -> tuple[str, ...]:
+    """Name server addresses (`IP`, `IP:PORT`, `[IPv6]:PORT`), in the order to ask them."""
+    if not isinstance(value, list):
+        raise InvalidValue.because(
+            f"must be a list of name server addresses (IP or IP:PORT), got {describe(value)}"
+        )
+    if not value:
+        raise InvalidValue.because("must list at least one name server (or leave `servers` out)")
+    if len(value) > MAX_DNS_SERVERS:
+        raise InvalidValue.because(f"lists {len(value)} name servers; at most {MAX_DNS_SERVERS}")
+    servers: list[str] = []
+    problems: list[ValueProblem] = []
+    for index, item in enumerate(value):
+        try:
+            parse_server(read_text(item).strip())
+        except InvalidValue as exc:
+            problems.extend(ValueProblem(p.message, index) for p in exc.problems)
+            continue
+        except ValueError as exc:
+            problems.append(ValueProblem(str(exc), index))
+            continue
+        servers.append(item.strip())
+    if problems:
+        raise InvalidValue(*problems)
+    return tuple(servers)
 
 
 def read_ehlo_name(value: object) -> str:

@@ -53,7 +53,10 @@ async def probe(target: Target, trust: certs.TrustStore | None = None) -> ProbeR
     outcomes: dict[TLSVersion, VersionOutcome] = {}
     default: DefaultOutcome
     try:
-        endpoint = await resolve(target.host, target.port, deadline)
+        if target.addresses:  # looked up already, through the configured DNS
+            endpoint = Endpoint(list(target.addresses), target.port)
+        else:
+            endpoint = await resolve(target.host, target.port, deadline)
         recorder.connection("resolve").note(f"{target.host}: {', '.join(endpoint.addresses)}")
         outcomes, default = await _gather(target, endpoint, deadline, recorder)
     except ProbeFailure as failure:
