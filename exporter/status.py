@@ -398,6 +398,7 @@ def _form(query: Query) -> str:
 
 
 def _shard_text(shard: ShardStatus | None, targets: int) -> str:
+    """The shard sentence; numbers only, so nothing in it needs escaping."""
     if shard is None:
         return ""
     return (
@@ -442,7 +443,7 @@ def render_index(overview: Overview, query: Query, now: float, limit: int = MAX_
         f"<p>Version {_e(overview.version)}.",
         ' <a href="/metrics">Metrics</a> · <a href="/-/healthy">Health</a>',
         ' · <a href="/-/ready">Readiness</a> · POST /-/reload reloads the config.</p>',
-        f"<p>Last config load: {_e(reload_text)}.{_e(_shard_text(overview.shard, len(rows)))}</p>",
+        f"<p>Last config load: {_e(reload_text)}.{_shard_text(overview.shard, len(rows))}</p>",
         _summary(rows, query),
         _form(query),
         note,

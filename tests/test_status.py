@@ -195,7 +195,7 @@ def test_the_exporters_own_state_stays_on_top() -> None:
     for link in ('href="/metrics"', 'href="/-/healthy"', 'href="/-/ready"'):
         assert link in text
     assert "Last config load: FAILED: config.yaml: targets[0].port: bad &lt;value&gt;." in text
-    assert "Shard 1 of 3 (0 to 2): 4 of the config&#x27;s 12 targets." in text
+    assert "Shard 1 of 3 (0 to 2): 4 of the config's 12 targets." in text
 
 
 @pytest.mark.parametrize(
