@@ -6,14 +6,16 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter import limits
-from exporter.collector import ExporterCollector, ResultCollector
+from exporter.collector import DomainCollector, ExporterCollector, ResultCollector
 from exporter.config import Config, ConfigError, load_config
+from exporter.domains import DomainWatcher
 from exporter.exposition import CachedExposition
 from exporter.names import format_address
 from exporter.probe import probe
@@ -21,7 +23,7 @@ from exporter.results import ProbeResult
 from exporter.scheduler import Scheduler
 from exporter.shard import Shard
 from exporter.store import ResultStore, ShardStatus
-from exporter.target import Target
+from exporter.target import MailDomain, Target
 from exporter.web import make_app
 
 log = logging.getLogger("exporter")
@@ -58,12 +60,31 @@ def shard_targets(config: Config, shard: Shard | None) -> tuple[Target, ...]:
     return config.targets if shard is None else shard.select(config.targets)
 
 
+def shard_domains(config: Config, shard: Shard | None) -> tuple[MailDomain, ...]:
+    """The mail domains this process watches: its shard's share (by domain), or all."""
+    return config.domains if shard is None else shard.select(config.domains)
+
+
 def describe_targets(config: Config, shard: Shard | None) -> str:
     """How many targets this process probes, for people: `14 targets`, or
-    `5 of 14 targets on shard 0/3`."""
-    if shard is None:
-        return f"{len(config.targets)} targets"
-    return f"{len(shard_targets(config, shard))} of {len(config.targets)} targets on shard {shard}"
+    `5 of 14 targets on shard 0/3`, and the mail domains when there are any."""
+    text = f"{len(config.targets)} targets"
+    if shard is not None:
+        text = f"{len(shard_targets(config, shard))} of {text} on shard {shard}"
+    if config.domains:
+        text += f", {len(shard_domains(config, shard))} mail domains"
+    return text
+
+
+class ChainedCollector(Collector):
+    """Several collectors as one, in order: what the cached exposition appends."""
+
+    def __init__(self, *collectors: Collector) -> None:
+        self._collectors = collectors
+
+    def collect(self) -> Iterable[Metric]:
+        for collector in self._collectors:
+            yield from collector.collect()
 
 
 class Exporter:
@@ -75,6 +96,7 @@ class Exporter:
         self.shard = shard
         self.store = ResultStore()
         self.scheduler = Scheduler(self.store, probe, concurrency, on_result=log_result)
+        self.watcher = DomainWatcher(self.store, self.scheduler.apply)
         self.config: Config | None = None
         self._reload_lock = asyncio.Lock()
         # The loop keeps only weak references to tasks: these keep a reload alive to its end.
@@ -83,15 +105,18 @@ class Exporter:
     def install(self, config: Config) -> None:
         """Run `config`: at start and on every reload, so each target stays on its shard."""
         targets = shard_targets(config, self.shard)
+        domains = shard_domains(config, self.shard)
         self.config = config
-        self.scheduler.apply(targets)
+        self.watcher.configure(targets, domains, config.dns)
         fields: dict[str, object] = {"file": self.config_file, "targets": len(targets)}
+        if config.domains:
+            fields["domains"] = len(domains)
         if self.shard is not None:
             self.store.shard = ShardStatus(self.shard.index, self.shard.count, len(config.targets))
             fields |= {"shard": str(self.shard), "config_targets": len(config.targets)}
         self.store.reloaded(True)
         log.info("config loaded", extra={"fields": fields})
-        if not targets:
+        if not targets and not domains:
             log.warning(
                 "this shard has no targets of the config; it probes nothing until a reload",
                 extra={"fields": fields},
@@ -141,9 +166,11 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     loop.add_signal_handler(signal.SIGHUP, exporter.reload_soon)
     registry = CollectorRegistry(auto_describe=False)
     own = ExporterCollector(exporter.store)
+    domains = DomainCollector(exporter.store)
     registry.register(ResultCollector(exporter.store))
+    registry.register(domains)
     registry.register(own)
-    exposition = CachedExposition(exporter.store, own)
+    exposition = CachedExposition(exporter.store, ChainedCollector(domains, own))
     app = make_app(exporter.store, registry, exporter.reload, exposition.render)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -160,10 +187,12 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     bound = sorted({format_address(a[0], a[1]) for a in runner.addresses})
     log.info("listening", extra={"fields": {"address": ",".join(bound)}})
     dispatcher = asyncio.create_task(exporter.scheduler.run())
+    watcher = asyncio.create_task(exporter.watcher.run())
     await stop.wait()
     log.info("shutting down")
     dispatcher.cancel()
-    await asyncio.gather(dispatcher, return_exceptions=True)
+    watcher.cancel()
+    await asyncio.gather(dispatcher, watcher, return_exceptions=True)
     await exporter.scheduler.stop()
     await exporter.stop_reloads()
     await runner.cleanup()

@@ -21,8 +21,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.names import format_address
 from exporter.results import ProbeResult, Reason
-from exporter.store import ResultStore
+from exporter.store import DomainStatus, ResultStore
 from exporter.target import Target
 
 #: Longest label value taken from what a server said.
@@ -276,3 +277,62 @@ def _shard_families(store: ResultStore) -> Iterator[Metric]:
         "Targets in the config file, every shard's; smtp_tls_exporter_targets counts this shard's.",
         shard.config_targets,
     )
+
+
+#: The families of mail domains (targets given by `domain`): name, type, help text.
+DOMAIN_FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("smtp_tls_mx_info", "info",
+     "1 for every MX host of the domain as probed; join host series on `target`."),
+    ("smtp_tls_mx_lookup_success", "gauge",
+     "1 when the domain's MX look-up got an answer (also no MX, or a null MX); 0 when the "
+     "DNS failed (NXDOMAIN, SERVFAIL, timeout)."),
+    ("smtp_tls_mx_lookup_info", "info",
+     "The MX look-up's status (ok, no_mx, null_mx, no_mail_host, nxdomain, servfail, "
+     "timeout, error) and what it found wrong."),
+    ("smtp_tls_mx_null", "gauge",
+     "1 when the domain publishes a null MX (RFC 7505): it accepts no mail."),
+    ("smtp_tls_mx_hosts", "gauge", "MX hosts the domain's mail goes to, as probed."),
+    ("smtp_tls_mx_lookup_timestamp_seconds", "gauge",
+     "When the domain's MX records were last looked up, in Unix seconds."),
+)  # fmt: skip
+
+
+def add_domain(sink: Sink, status: DomainStatus) -> None:
+    """The series of one mail domain, with the domain's own labels."""
+    lookup = status.lookup
+    if lookup is None:
+        return
+    domain = status.domain
+    labels = {"domain": domain.domain, **dict(domain.labels)}
+
+    def add(name: str, value: float, **extra: str) -> None:
+        sink(name, {**labels, **extra}, value)
+
+    port = domain.template.port
+    for host in status.hosts:
+        add("smtp_tls_mx_info", 1.0, target=format_address(host.host, port),
+            preference=str(host.preference))  # fmt: skip
+    add("smtp_tls_mx_lookup_success", float(lookup.answered))
+    findings = [lookup.detail, *lookup.problems, *(h.note for h in status.hosts if h.note)]
+    detail = "; ".join(part for part in findings if part)
+    add("smtp_tls_mx_lookup_info", 1.0, status=lookup.status.value, detail=bounded(detail))
+    add("smtp_tls_mx_null", float(lookup.status.value == "null_mx"))
+    add("smtp_tls_mx_hosts", float(len(status.hosts)))
+    if status.checked is not None:
+        add("smtp_tls_mx_lookup_timestamp_seconds", status.checked)
+
+
+class DomainCollector(Collector):
+    """Every mail domain's last MX look-up and its hosts, as `DOMAIN_FAMILIES`."""
+
+    def __init__(self, store: ResultStore) -> None:
+        self._store = store
+
+    def collect(self) -> Iterable[Metric]:
+        families = {
+            name: Metric(name.removesuffix("_info") if kind == "info" else name, doc, kind)
+            for name, kind, doc in DOMAIN_FAMILIES
+        }
+        for status in self._store.domains():
+            add_domain(lambda n, ls, v: families[n].add_sample(n, ls, v), status)
+        return [family for family in families.values() if family.samples]

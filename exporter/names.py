@@ -32,6 +32,10 @@ RESERVED_LABELS: frozenset[str] = frozenset(
         "openssl_version",
         "job",
         "instance",
+        # Mail domains' series.
+        "domain",
+        "preference",
+        "status",
     }
 )
 

@@ -10,8 +10,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from exporter.mx import MxLookup
 from exporter.results import ProbeResult, Reason
-from exporter.target import Target
+from exporter.target import MailDomain, Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,27 @@ class ShardStatus:
     index: int
     count: int
     config_targets: int
+
+
+@dataclass(frozen=True, slots=True)
+class MxEntry:
+    """One MX host of a domain, as probed: its name, preference and what to know of it."""
+
+    host: str
+    preference: int
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DomainStatus:
+    """A mail domain's last MX look-up (None before the first) and the hosts it is probed
+    through: those found last, kept while look-ups fail."""
+
+    domain: MailDomain
+    lookup: MxLookup | None
+    #: Unix time of the last look-up.
+    checked: float | None
+    hosts: tuple[MxEntry, ...]
 
 
 class ResultStore:
@@ -59,6 +81,16 @@ class ResultStore:
         #: Set by the app under `--shard` (on every config load); None when this process
         #: probes every target of the config.
         self.shard: ShardStatus | None = None
+        self._domains: tuple[DomainStatus, ...] = ()
+
+    def set_domains(self, domains: tuple[DomainStatus, ...]) -> None:
+        """The mail domains with their last look-ups, in the config's order."""
+        if domains != self._domains:
+            self._domains = domains
+            self.version += 1
+
+    def domains(self) -> tuple[DomainStatus, ...]:
+        return self._domains
 
     def set_targets(self, targets: tuple[Target, ...], keep_results: frozenset[str]) -> None:
         """Install a new target list; results survive only for names in `keep_results`."""

@@ -16,6 +16,7 @@ MX is ``mail.test``, the name the test certificates carry.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -161,8 +162,9 @@ class DnsServer:
 
     start_timeout: float = 15.0
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, zones: dict[str, str] | None = None) -> None:
         self.directory = directory
+        self.zones = dict(ZONES if zones is None else zones)
         self.hosts: tuple[str, ...] = (HOST, HOST6) if ipv6_loopback_usable() else (HOST,)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -215,6 +217,29 @@ class DnsServer:
             self._stderr.close()
             self._stderr = None
 
+    def replace_zone(self, zone: str, text: str, *, probe: str, timeout: float = 10.0) -> None:
+        """Serve `text` as `zone` from now on: the file is rewritten and NSD told to reload
+        (SIGHUP); returns once the answer for `probe` (an MX name) comes from the new zone."""
+        assert self.proc is not None, "not running"
+        before = self._mx_answer(probe)
+        self.zones[zone] = text
+        (self.directory / f"{zone}.zone").write_text(text)
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._mx_answer(probe) != before:
+                return
+            time.sleep(0.1)
+        raise DnsServerError(f"NSD did not reload {zone}; log:\n{self.log_tail()}")
+
+    def _mx_answer(self, name: str) -> str:
+        query = dns.message.make_query(name, "MX")
+        try:
+            answer = dns.query.udp(query, HOST, port=self.port, timeout=0.5)
+        except dns.exception.DNSException as exc:
+            return f"failed: {exc}"
+        return f"{dns.rcode.to_text(answer.rcode())} {sorted(map(str, answer.answer))}"
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -225,14 +250,14 @@ class DnsServer:
 
     def _write_files(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        for zone, text in ZONES.items():
+        for zone, text in self.zones.items():
             (self.directory / f"{zone}.zone").write_text(text)
         (self.directory / "nsd.conf").write_text(self._config())
 
     def _config(self) -> str:
         d = self.directory
         listen = "".join(f"  ip-address: {host}@{self.port}\n" for host in self.hosts)
-        zones = "".join(f'zone:\n  name: "{z}"\n  zonefile: "{z}.zone"\n' for z in ZONES)
+        zones = "".join(f'zone:\n  name: "{z}"\n  zonefile: "{z}.zone"\n' for z in self.zones)
         return (
             "server:\n"
             f"{listen}"
@@ -268,7 +293,7 @@ class DnsServer:
 
     def _wait_until_answering(self) -> bool:
         deadline = time.monotonic() + self.start_timeout
-        query = dns.message.make_query("mail.test.", "SOA")
+        query = dns.message.make_query(f"{next(iter(self.zones))}.", "SOA")
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
                 return False

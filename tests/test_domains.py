@@ -1,0 +1,203 @@
+"""Mail domains end to end: the exporter looks MX records up in a real DNS server (a private
+NSD) and probes the MX hosts, which are the real Postfix listeners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.dns import DnsServer
+from tests.support.exporter_process import (
+    ExporterProcess,
+    Scrape,
+    listener_defaults,
+    write_config,
+)
+from tests.support.postfix import PostfixServers
+
+#: Every case a domain can be in, with what its series must say.
+CASES = {
+    "two.mail.test": ("ok", 1.0),
+    "null.mail.test": ("null_mx", 1.0),
+    "own.mail.test": ("no_mx", 1.0),
+    "nothing.mail.test": ("no_mail_host", 1.0),
+    "absent.mail.test": ("nxdomain", 0.0),
+    "any.broken.test": ("servfail", 0.0),
+    "cname.mail.test": ("ok", 1.0),
+    "literal.mail.test": ("ok", 1.0),
+    "hosted-a.mail.test": ("ok", 1.0),
+    "hosted-b.mail.test": ("ok", 1.0),
+}
+
+
+def all_looked_up(scrape: Scrape) -> bool:
+    return len(scrape.series("smtp_tls_mx_lookup_success")) == len(CASES)
+
+
+@pytest.fixture(scope="module")
+def watched(
+    postfix: PostfixServers, dns_server: DnsServer, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    port = postfix.listener("all").port
+    config = {
+        "defaults": listener_defaults(postfix, labels={"team": "mail"}),
+        "targets": [
+            {"domain": domain, "port": port, "labels": {"partner": domain.split(".")[0]}}
+            for domain in CASES
+        ],
+        "dns": {"servers": dns_server.servers, "timeout": "2s"},
+    }
+    path = write_config(tmp_path_factory.mktemp("domains") / "config.yaml", config)
+    with ExporterProcess(path) as process:
+        process.wait_for_scrape(all_looked_up, timeout=60, what="every domain looked up")
+        hosts = {f"mail.test:{port}", f"mx2.mail.test:{port}", f"mx.hoster.test:{port}",
+                 f"own.mail.test:{port}"}  # fmt: skip
+        scrape = process.wait_for_scrape(
+            lambda s: hosts <= s.targets(), timeout=90, what="every MX host probed"
+        )
+        yield port, scrape, process
+
+
+@pytest.mark.postfix
+@pytest.mark.parametrize("domain", sorted(CASES))
+def test_every_domain_case_is_reported_as_such(watched: Any, domain: str) -> None:
+    _, scrape, _ = watched
+    status, success = CASES[domain]
+    assert scrape.value("smtp_tls_mx_lookup_success", domain=domain) == success
+    (info,) = scrape.series("smtp_tls_mx_lookup_info", domain=domain)
+    assert info.labels["status"] == status, info.labels
+    assert info.labels["partner"] == domain.split(".")[0]  # the domain's own labels
+    assert info.labels["team"] == "mail"  # and those of `defaults`
+    null = 1.0 if status == "null_mx" else 0.0
+    assert scrape.value("smtp_tls_mx_null", domain=domain) == null
+
+
+@pytest.mark.postfix
+def test_mx_hosts_are_probed_and_joined_to_their_domains(watched: Any) -> None:
+    port, scrape, _ = watched
+    mx = {
+        (s.labels["domain"], s.labels["target"], s.labels["preference"])
+        for s in scrape.series("smtp_tls_mx_info")
+    }
+    assert {m for m in mx if m[0] == "two.mail.test"} == {
+        ("two.mail.test", f"mail.test:{port}", "10"),
+        ("two.mail.test", f"mx2.mail.test:{port}", "20"),
+    }
+    # No MX: the domain's own address receives its mail (RFC 5321 5.1).
+    assert ("own.mail.test", f"own.mail.test:{port}", "0") in mx
+    # A null MX, NXDOMAIN, SERVFAIL and a domain with no host: no MX host at all.
+    for domain in ("null.mail.test", "absent.mail.test", "any.broken.test",
+                   "nothing.mail.test"):  # fmt: skip
+        assert not [m for m in mx if m[0] == domain]
+        assert scrape.value("smtp_tls_mx_hosts", domain=domain) == 0
+    # Hosted mail: one MX host for two domains is one target, probed once.
+    hoster = f"mx.hoster.test:{port}"
+    assert {m[0] for m in mx if m[1] == hoster} == {"hosted-a.mail.test", "hosted-b.mail.test"}
+    assert len(scrape.series("smtp_tls_probe_success", target=hoster)) == 1
+    # The MX hosts are probed like any target, with the MX name as servername.
+    for target in (f"mail.test:{port}", f"mx2.mail.test:{port}", hoster):
+        assert scrape.value("smtp_tls_version_supported", target=target, version="1.2") == 1
+        assert scrape.value("smtp_tls_probe_success", target=target) == 1
+    assert scrape.value("smtp_tls_cert_verified", target=f"mail.test:{port}") == 1
+    # The MX host's series carry no domain labels: one host may serve many domains.
+    (success,) = scrape.series("smtp_tls_probe_success", target=f"mail.test:{port}")
+    assert "partner" not in success.labels
+
+
+@pytest.mark.postfix
+def test_what_is_wrong_with_the_records_is_said(watched: Any) -> None:
+    _, scrape, _ = watched
+    (cname,) = scrape.series("smtp_tls_mx_lookup_info", domain="cname.mail.test")
+    assert "CNAME" in cname.labels["detail"]
+    (literal,) = scrape.series("smtp_tls_mx_lookup_info", domain="literal.mail.test")
+    assert "192.0.2.1" in literal.labels["detail"]
+    mx = {s.labels["target"] for s in scrape.series("smtp_tls_mx_info", domain="literal.mail.test")}
+    assert all(not t.startswith(("192.0.2.", "[192.0.2.")) for t in mx), mx
+    (broken,) = scrape.series("smtp_tls_mx_lookup_info", domain="any.broken.test")
+    assert "SERVFAIL" in broken.labels["detail"]
+
+
+@pytest.mark.postfix
+def test_the_exposition_is_valid_for_promtool(watched: Any) -> None:
+    import shutil
+    import subprocess
+
+    from tests.support.tools import require_tool
+
+    require_tool("promtool")
+    _, scrape, _ = watched
+    done = subprocess.run(
+        [shutil.which("promtool") or "promtool", "check", "metrics"],
+        input=scrape.text, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "error" not in (done.stdout + done.stderr).lower(), done.stdout + done.stderr
+
+
+MOVING = """$ORIGIN moving.test.
+$TTL 1
+@ SOA ns hostmaster {serial} 3600 600 86400 1
+@ NS ns
+ns A 127.0.0.1
+{mx}
+stay MX 10 b
+a A 127.0.0.1
+b A 127.0.0.1
+c A 127.0.0.1
+"""
+
+
+@pytest.mark.postfix
+def test_a_changed_mx_set_is_followed_within_a_round(
+    postfix: PostfixServers, tmp_path: Path
+) -> None:
+    """A new MX host is probed at once, one no domain names any more loses its series, one
+    another domain still names keeps them; a failing look-up keeps the hosts found last."""
+    from exporter.mx import MxStatus
+    from tests.support.dns import DnsServer as Server
+
+    port = postfix.listener("all").port
+    first = MOVING.format(serial=1, mx="@ MX 10 a\n@ MX 20 b")
+    with Server(tmp_path / "nsd", {"moving.test": first}) as server:
+        config = {
+            "defaults": listener_defaults(postfix, interval="3s", timeout="3s"),
+            "targets": [
+                {"domain": "moving.test", "port": port},
+                {"domain": "stay.moving.test", "port": port},
+            ],
+            "dns": {"servers": server.servers[:1], "timeout": "1s"},
+        }
+        a, b, c = (f"{name}.moving.test:{port}" for name in "abc")
+
+        def hosts_of(scrape: Scrape, domain: str) -> set[str]:
+            return {s.labels["target"] for s in scrape.series("smtp_tls_mx_info", domain=domain)}
+
+        with ExporterProcess(write_config(tmp_path / "config.yaml", config)) as process:
+            process.wait_for_scrape(
+                lambda s: {a, b} <= s.targets(), timeout=60, what="a and b probed"
+            )
+            server.replace_zone(
+                "moving.test", MOVING.format(serial=2, mx="@ MX 10 c"), probe="moving.test"
+            )
+            scrape = process.wait_for_scrape(
+                lambda s: c in s.targets() and a not in s.targets(),
+                timeout=30,
+                what="c probed and a gone",
+            )
+            assert hosts_of(scrape, "moving.test") == {c}
+            assert hosts_of(scrape, "stay.moving.test") == {b}
+            assert b in scrape.targets()  # stay.moving.test still names it
+            assert not scrape.for_target(a)
+            server.replace_zone(
+                "moving.test", "$ORIGIN moving.test.\n@ SOA x\n", probe="moving.test"
+            )
+            scrape = process.wait_for_scrape(
+                lambda s: s.value("smtp_tls_mx_lookup_success", domain="moving.test") == 0,
+                timeout=30,
+                what="the failing look-up",
+            )
+            (info,) = scrape.series("smtp_tls_mx_lookup_info", domain="moving.test")
+            assert info.labels["status"] == MxStatus.SERVFAIL.value
+            assert hosts_of(scrape, "moving.test") == {c}  # kept through the failure
+            assert c in scrape.targets()
