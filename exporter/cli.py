@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -16,10 +17,17 @@ import sys
 from collections.abc import Sequence
 
 from exporter import __version__, defaults
-from exporter.config.values import InvalidValue, read_duration, read_versions
+from exporter.config.values import (
+    InvalidValue,
+    read_dns_servers,
+    read_domain,
+    read_duration,
+    read_versions,
+)
 from exporter.logs import LEVELS
 from exporter.names import (
     ehlo_name_problem,
+    is_ip_address,
     machine_ehlo_name,
     parse_host,
     parse_listen_address,
@@ -27,7 +35,7 @@ from exporter.names import (
     split_host_port,
 )
 from exporter.shard import Shard, parse_shard
-from exporter.target import DEFAULT_VERSIONS, Target, TLSMode, TLSVersion
+from exporter.target import DEFAULT_VERSIONS, DnsSettings, MailDomain, Target, TLSMode, TLSVersion
 
 __all__ = ["__version__", "main"]
 
@@ -80,6 +88,32 @@ def _host(text: str) -> str:
     if problem is not None:
         raise ValueError(f"{text!r} {problem}")
     return host
+
+
+def _domain(text: str) -> str:
+    try:
+        return read_domain(text)
+    except InvalidValue as exc:
+        raise argparse.ArgumentTypeError(_value_problem(exc)) from None
+
+
+def _port(text: str) -> int:
+    try:
+        return parse_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _dns_server(text: str) -> str:
+    try:
+        read_dns_servers([text])
+    except InvalidValue as exc:
+        raise argparse.ArgumentTypeError(_value_problem(exc)) from None
+    return text.strip()
+
+
+def _value_problem(exc: InvalidValue) -> str:
+    return "; ".join(problem.message for problem in exc.problems)
 
 
 def _servername(text: str) -> str:
@@ -203,7 +237,31 @@ def check_parser() -> argparse.ArgumentParser:
         description="Probe one SMTP server once: TLS versions, STARTTLS, certificate.",
     )
     parser.add_argument(
-        "address", metavar="HOST[:PORT]", help=f"server to probe (port {defaults.DEFAULT_PORT})"
+        "address",
+        metavar="HOST[:PORT]",
+        nargs="?",
+        help=f"server to probe (port {defaults.DEFAULT_PORT}); a name with MX records but no"
+        " address of its own is checked as a mail domain",
+    )
+    parser.add_argument(
+        "--domain",
+        type=_domain,
+        help="a mail domain instead of HOST: its MX hosts, each probed on --port",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        help="the MX hosts' port with --domain, or HOST's when given without one"
+        f" (default {defaults.DEFAULT_PORT})",
+    )
+    parser.add_argument(
+        "--dns-server",
+        dest="dns_servers",
+        action="append",
+        type=_dns_server,
+        metavar="IP[:PORT]",
+        help="name server for the MX and address look-ups (repeat for more; default: the"
+        " system's resolver)",
     )
     parser.add_argument(
         "--tls",
@@ -247,20 +305,14 @@ def check_parser() -> argparse.ArgumentParser:
 
 
 def _check_target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Target:
-    """The target the flags describe; a bad one is a usage error (exit 2)."""
-    try:
-        host, port_text = split_host_port(args.address)
-        port = parse_port(port_text) if port_text is not None else defaults.DEFAULT_PORT
-    except ValueError as exc:
-        parser.error(str(exc))
-    if not host:
-        parser.error("HOST is empty")
-    if args.address.startswith("[") and ":" not in host:
-        parser.error(f"HOST {args.address!r}: brackets are only for IPv6 addresses")
-    try:
-        host = _host(host)
-    except ValueError as exc:
-        parser.error(f"HOST {exc}")
+    """The target the flags describe; a bad one is a usage error (exit 2). With --domain,
+    the template its MX hosts' targets are made from."""
+    if args.domain:
+        host, port = args.domain, args.port or defaults.DEFAULT_PORT
+        if args.servername:
+            parser.error("--servername: with --domain, each MX host's own name is used")
+    else:
+        host, port = _host_and_port(parser, args)
     implicit = port == defaults.IMPLICIT_PORT
     mode = TLSMode(args.tls) if args.tls else (TLSMode.IMPLICIT if implicit else TLSMode.STARTTLS)
     if args.ca_file:
@@ -282,23 +334,88 @@ def _check_target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     )
 
 
-def check(argv: Sequence[str]) -> int:
-    """Run one probe and print it; 0 when it reached a verdict for everything, else 1."""
-    from exporter.probe import probe
-    from exporter.report import to_json, to_table
+def _host_and_port(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, int]:
+    try:
+        host, port_text = split_host_port(args.address)
+        port = parse_port(port_text) if port_text is not None else defaults.DEFAULT_PORT
+        port = args.port or port
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not host:
+        parser.error("HOST is empty")
+    if args.address.startswith("[") and ":" not in host:
+        parser.error(f"HOST {args.address!r}: brackets are only for IPv6 addresses")
+    try:
+        return _host(host), port
+    except ValueError as exc:
+        parser.error(f"HOST {exc}")
 
+
+def _check_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.domain and args.address:
+        parser.error("give HOST[:PORT] or --domain DOMAIN, not both")
+    if not args.domain and not args.address:
+        parser.error("give HOST[:PORT] to probe, or --domain DOMAIN")
+    if args.port is not None and args.address and _bare_name(args.address) is None:
+        parser.error("give the port once: HOST:PORT or --port")
+
+
+def check(argv: Sequence[str]) -> int:
+    """Run one probe (or one per MX host of a domain) and print it; 0 when every probe
+    reached a verdict for everything (and the MX look-up answered), else 1."""
     parser = check_parser()
     args = parser.parse_args(argv)
+    _check_usage(parser, args)
     target = _check_target(parser, args)
+    dns = DnsSettings(servers=tuple(args.dns_servers or ()))
     try:
-        result = asyncio.run(probe(target))
-        text = json.dumps(to_json(target, result)) if args.json else to_table(target, result)
+        text, success = asyncio.run(_check(target, dns, args))
     except Exception as exc:  # a bug: one line for the person, never a traceback
         why = " ".join(f"{type(exc).__name__}: {exc}".split())
         print(f"smtp-tls-exporter check: internal error: {why}", file=sys.stderr)
         return 1
     _print(text)
-    return 0 if result.success else 1
+    return 0 if success else 1
+
+
+async def _check(target: Target, dns: DnsSettings, args: argparse.Namespace) -> tuple[str, bool]:
+    """The report and whether it succeeded: of the server, or of the domain's MX hosts."""
+    from exporter import domains
+    from exporter.probe import probe
+    from exporter.report import domain_to_json, domain_to_table, to_json, to_table
+
+    domain_port = args.port or defaults.DEFAULT_PORT
+    if (
+        not args.domain
+        and _bare_name(args.address)
+        and await domains.is_mail_domain(target.host, dns)
+    ):
+        print(
+            f"{target.host} has MX records but no address of its own: checked as a mail"
+            f" domain (its MX hosts on port {domain_port})",
+            file=sys.stderr,
+        )
+        args.domain = target.host
+    if args.domain:
+        template = dataclasses.replace(target, port=domain_port)
+        found = await domains.check_domain(MailDomain(args.domain, template), dns, probe)
+        text = json.dumps(domain_to_json(found)) if args.json else domain_to_table(found)
+        return text, found.success
+    if dns.servers:  # the host's addresses from the name servers given too
+        target = dataclasses.replace(target, addresses=await domains.host_addresses(target, dns))
+    result = await probe(target)
+    text = json.dumps(to_json(target, result)) if args.json else to_table(target, result)
+    return text, result.success
+
+
+def _bare_name(address: str) -> bool | None:
+    """True for a host name without a port (what a mail domain given as HOST looks like),
+    False for an address without one, None when a port is given (or it does not parse)."""
+    try:
+        host, port = split_host_port(address)
+    except ValueError:
+        return None
+    return None if port is not None else not is_ip_address(host.strip("[]"))
 
 
 def _print(text: str) -> None:

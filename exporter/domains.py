@@ -17,12 +17,13 @@ import contextlib
 import logging
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Final
 
 from exporter import mx
 from exporter.clock import Clock, SystemClock
+from exporter.results import ProbeResult
 from exporter.store import DomainStatus, MxEntry, ResultStore
 from exporter.target import DnsSettings, MailDomain, Target
 
@@ -179,3 +180,56 @@ def _next_due(now: float, phase: float, interval: float) -> float:
     """The next point at `phase` within the interval after `now`."""
     base = now - (now % interval) + phase
     return base if base > now else base + interval
+
+
+@dataclass(frozen=True, slots=True)
+class DomainCheck:
+    """One domain checked once (`check --domain`): its look-up, and each MX host's target
+    with the result of probing it."""
+
+    lookup: mx.MxLookup
+    hosts: tuple[tuple[mx.MxHost, Target, ProbeResult], ...]
+
+    @property
+    def success(self) -> bool:
+        """The look-up answered and every MX host's probe succeeded."""
+        return self.lookup.answered and all(result.success for _, _, result in self.hosts)
+
+
+async def check_domain(
+    domain: MailDomain, dns: DnsSettings, probe: Callable[[Target], Awaitable[ProbeResult]]
+) -> DomainCheck:
+    """Look `domain` up and probe each of its MX hosts once, all at once."""
+    resolver = mx.Resolver(dns.servers, dns.timeout)
+    lookup = await mx.lookup(domain.domain, resolver)
+    targets = []
+    for host in lookup.hosts:
+        addresses: tuple[str, ...] = ()
+        if dns.servers:
+            with contextlib.suppress(mx.DnsFailure):
+                addresses = await mx.addresses(host.name, resolver)
+        targets.append(domain.target_for(host.name, addresses))
+    results = await asyncio.gather(*(probe(target) for target in targets))
+    return DomainCheck(lookup, tuple(zip(lookup.hosts, targets, results, strict=True)))
+
+
+async def is_mail_domain(name: str, dns: DnsSettings) -> bool:
+    """Whether `name`, given as a server, is rather a mail domain: it has no address of its
+    own but MX records naming hosts (`check example.org` for `check --domain example.org`)."""
+    resolver = mx.Resolver(dns.servers, dns.timeout)
+    try:
+        if await mx.addresses(name, resolver):
+            return False
+    except mx.DnsFailure as failure:
+        if failure.status in _KEEP_HOSTS:
+            return False  # the DNS did not answer: probe the name as given
+    lookup = await mx.lookup(name, resolver)
+    return lookup.status is mx.MxStatus.OK and bool(lookup.hosts)
+
+
+async def host_addresses(target: Target, dns: DnsSettings) -> tuple[str, ...]:
+    """The target's addresses from the configured name servers; none where they did not
+    answer (the probe then looks the host up itself and says what it found)."""
+    with contextlib.suppress(mx.DnsFailure):
+        return await mx.addresses(target.host, mx.Resolver(dns.servers, dns.timeout))
+    return ()

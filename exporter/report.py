@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from exporter.domains import DomainCheck
 from exporter.probe.suites import suite_name
 from exporter.results import CertificateInfo, ProbeResult
 from exporter.target import Target
@@ -145,3 +146,43 @@ def to_table(target: Target, result: ProbeResult, now: datetime | None = None) -
             indent="  ",
         )
     return "\n".join(lines)
+
+
+def domain_to_json(check: DomainCheck) -> dict[str, Any]:
+    """`check --domain --json`: the look-up, and each MX host with its probe."""
+    lookup = check.lookup
+    return {
+        "domain": lookup.domain,
+        "status": lookup.status.value,
+        "lookup_success": lookup.answered,
+        "detail": lookup.detail or None,
+        "problems": list(lookup.problems),
+        "success": check.success,
+        "hosts": [
+            {
+                "name": host.name,
+                "preference": host.preference,
+                "note": host.note or None,
+                "probe": to_json(target, result),
+            }
+            for host, target, result in check.hosts
+        ],
+    }
+
+
+def domain_to_table(check: DomainCheck, now: datetime | None = None) -> str:
+    """The look-up for a terminal, then each MX host's own table."""
+    lookup = check.lookup
+    hosts = ", ".join(f"{h.name} ({h.preference})" for h, _, _ in check.hosts) or "none"
+    rows = [
+        ("Domain", lookup.domain),
+        ("MX look-up", lookup.status.value + (f" ({lookup.detail})" if lookup.detail else "")),
+        ("MX hosts", hosts),
+    ]
+    rows += [("Problem", problem) for problem in lookup.problems]
+    rows += [("Note", f"{host.name}: {host.note}") for host, _, _ in check.hosts if host.note]
+    parts = ["\n".join(_rows(rows))]
+    for host, target, result in check.hosts:
+        title = f"MX {host.preference} {host.name}"
+        parts.append(f"{title}\n{'-' * len(title)}\n{to_table(target, result, now)}")
+    return "\n\n".join(parts)

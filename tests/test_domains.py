@@ -201,3 +201,82 @@ def test_a_changed_mx_set_is_followed_within_a_round(
             assert info.labels["status"] == MxStatus.SERVFAIL.value
             assert hosts_of(scrape, "moving.test") == {c}  # kept through the failure
             assert c in scrape.targets()
+
+
+def run_check(*args: str) -> tuple[int, str, str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "check", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return done.returncode, done.stdout, done.stderr
+
+
+def check_flags(postfix: PostfixServers, dns_server: DnsServer) -> list[str]:
+    return [
+        "--port", str(postfix.listener("all").port),
+        "--dns-server", dns_server.servers[0],
+        "--ca-file", str(postfix.ca_file),
+        "--ehlo-name", "client.test",
+    ]  # fmt: skip
+
+
+@pytest.mark.postfix
+def test_check_a_domain_prints_each_mx_hosts_table(
+    postfix: PostfixServers, dns_server: DnsServer
+) -> None:
+    import json
+
+    port = postfix.listener("all").port
+    flags = check_flags(postfix, dns_server)
+    status, out, err = run_check("--domain", "two.mail.test", *flags, "--json")
+    assert (status, err) == (0, "")
+    report = json.loads(out)
+    assert (report["domain"], report["status"], report["success"]) == ("two.mail.test", "ok", True)
+    assert [(h["name"], h["preference"]) for h in report["hosts"]] == [
+        ("mail.test", 10),
+        ("mx2.mail.test", 20),
+    ]
+    for host in report["hosts"]:
+        assert host["probe"]["target"] == f"{host['name']}:{port}"
+        assert host["probe"]["servername"] == host["name"]
+        assert host["probe"]["versions"]["1.2"] is True
+    status, out, _ = run_check("--domain", "two.mail.test", *flags)
+    assert status == 0
+    assert "MX look-up  ok" in out
+    assert "MX hosts    mail.test (10), mx2.mail.test (20)" in out
+    assert f"MX 10 mail.test\n---------------\nTarget      mail.test:{port} (starttls" in out
+    assert f"Target      mx2.mail.test:{port}" in out
+
+
+@pytest.mark.postfix
+@pytest.mark.parametrize(
+    ("domain", "status", "exit_status"),
+    [("null.mail.test", "null_mx", 0), ("absent.mail.test", "nxdomain", 1),
+     ("any.broken.test", "servfail", 1)],
+)  # fmt: skip
+def test_check_a_domain_without_hosts_says_why(
+    postfix: PostfixServers, dns_server: DnsServer, domain: str, status: str, exit_status: int
+) -> None:
+    code, out, _ = run_check("--domain", domain, *check_flags(postfix, dns_server))
+    assert code == exit_status
+    assert f"MX look-up  {status}" in out
+    assert "MX hosts    none" in out
+    assert "Target" not in out
+
+
+@pytest.mark.postfix
+def test_check_finds_out_a_name_is_a_mail_domain(
+    postfix: PostfixServers, dns_server: DnsServer
+) -> None:
+    code, out, err = run_check("two.mail.test", *check_flags(postfix, dns_server))
+    assert code == 0
+    assert "two.mail.test has MX records but no address of its own" in err
+    assert "MX hosts    mail.test (10), mx2.mail.test (20)" in out
+    # A name with an address of its own is a server, as before, found through --dns-server.
+    code, out, err = run_check("mail.test", *check_flags(postfix, dns_server))
+    assert (code, err) == (0, "")
+    assert "MX" not in out
+    assert f"Target      mail.test:{postfix.listener('all').port} (starttls" in out
