@@ -23,7 +23,13 @@ EXPECTED_ALERTS = {
     "SmtpTlsProbeFailing",
     "SmtpTlsLegacyVersionAccepted",
     "SmtpTlsExporterReloadFailed",
+    "SmtpTlsDomainVersion12Refused",
+    "SmtpTlsDomainOnlyLegacyVersions",
+    "SmtpTlsDomainMxLookupFailing",
+    "SmtpTlsDomainNoMailHost",
 }
+#: The group of the rules on mail domains: their alerts name the domain, not a target.
+DOMAIN_GROUP = "smtp-tls-exporter-domains"
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -36,11 +42,15 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def load_rules() -> list[dict[str, object]]:
+def load_groups() -> dict[str, list[dict[str, object]]]:
+    """Group name -> its rules, in the file's order."""
     groups = yaml.safe_load(ALERTS.read_text())["groups"]
-    assert [g["name"] for g in groups] == ["smtp-tls-exporter"]
-    rules: list[dict[str, object]] = groups[0]["rules"]
-    return rules
+    assert [g["name"] for g in groups] == ["smtp-tls-exporter", DOMAIN_GROUP]
+    return {g["name"]: g["rules"] for g in groups}
+
+
+def load_rules() -> list[dict[str, object]]:
+    return [rule for rules in load_groups().values() for rule in rules]
 
 
 def test_check_rules() -> None:
@@ -56,6 +66,7 @@ def test_rule_unit_tests() -> None:
 def test_alert_names_and_annotations() -> None:
     rules = load_rules()
     assert {r["alert"] for r in rules} == EXPECTED_ALERTS
+    domain_alerts = {r["alert"] for r in load_groups()[DOMAIN_GROUP]}
     for rule in rules:
         labels = rule["labels"]
         annotations = rule["annotations"]
@@ -64,9 +75,29 @@ def test_alert_names_and_annotations() -> None:
         assert labels["severity"] in {"warning", "critical"}, rule["alert"]
         assert set(annotations) >= {"summary", "description"}, rule["alert"]
         # The exporter-wide reload metric has no target label; it names the instance.
-        label = "instance" if rule["alert"] == "SmtpTlsExporterReloadFailed" else "target"
+        # Domain alerts name the domain (one alert per domain, whatever its MX hosts).
+        label = "target"
+        if rule["alert"] == "SmtpTlsExporterReloadFailed":
+            label = "instance"
+        elif rule["alert"] in domain_alerts:
+            label = "domain"
         for text in (annotations["summary"], annotations["description"]):
             assert f"{{{{ $labels.{label} }}}}" in str(text), rule["alert"]
+
+
+def test_domain_alerts_join_hosts_many_to_one() -> None:
+    """Host verdicts reach a domain through smtp_tls_mx_info, the many side of the join, from
+    a host side with one series per target (a host may be named by several domains and
+    probed by several shards); per-domain results keep the domain's own labels."""
+    for rule in load_groups()[DOMAIN_GROUP]:
+        expr = " ".join(str(rule["expr"]).split())
+        if "smtp_tls_version_supported" not in expr:
+            continue
+        assert "smtp_tls_mx_info * on (target) group_left ()" in expr, rule["alert"]
+        assert "group_right" not in expr, rule["alert"]
+        verdicts = expr.count("smtp_tls_version_supported")
+        assert expr.count("max by (target) (smtp_tls_version_supported") == verdicts, rule["alert"]
+        assert expr.startswith("count without (target, preference) ("), rule["alert"]
 
 
 def test_every_alert_unit_tested() -> None:
