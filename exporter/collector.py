@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.names import format_address
-from exporter.results import ProbeResult, Reason
+from exporter.results import AddressResult, ProbeResult, Reason
 from exporter.store import DomainStatus, ResultStore
 from exporter.target import Target
 
@@ -103,6 +103,15 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("smtp_tls_probe_duration_seconds", "gauge", "How long the last probe took."),
     ("smtp_tls_probe_timestamp_seconds", "gauge",
      "When the last probe finished, in Unix seconds."),
+    ("smtp_tls_address_version_supported", "gauge",
+     "For a host with IPv4 and IPv6 addresses, per address (the first of each family): 1 "
+     "accepts this version, 0 refuses it; absent when unknown."),
+    ("smtp_tls_address_probe_success", "gauge",
+     "For a host with IPv4 and IPv6 addresses, per address: 1 when its probe reached a "
+     "verdict for every version."),
+    ("smtp_tls_addresses_agree", "gauge",
+     "For a host with IPv4 and IPv6 addresses: 1 when every address reached the same "
+     "verdict for every version, 0 when one differs or reached none."),
 )  # fmt: skip
 
 #: Sample sink: (sample name, labels, value).
@@ -169,6 +178,21 @@ def add_result(sink: Sink, target: Target, result: ProbeResult) -> None:
         )
     add("smtp_tls_probe_duration_seconds", result.duration)
     add("smtp_tls_probe_timestamp_seconds", result.finished)
+    if len(result.addresses) > 1:
+        _add_addresses(add, result.addresses)
+
+
+def _add_addresses(add: Callable[..., None], addresses: tuple[AddressResult, ...]) -> None:
+    """Per address of a dual-stack host, and whether they agree."""
+    for found in addresses:
+        add("smtp_tls_address_probe_success", float(found.success), address=found.address)
+        for v in found.versions:
+            if v.supported is not None:
+                add("smtp_tls_address_version_supported", float(v.supported),
+                    address=found.address, version=v.version.value)  # fmt: skip
+    verdicts = {tuple(v.verdict for v in found.versions) for found in addresses}
+    agree = len(verdicts) == 1 and all(found.success for found in addresses)
+    add("smtp_tls_addresses_agree", float(agree))
 
 
 class ResultCollector(Collector):

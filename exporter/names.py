@@ -36,6 +36,7 @@ RESERVED_LABELS: frozenset[str] = frozenset(
         "domain",
         "preference",
         "status",
+        "address",
     }
 )
 

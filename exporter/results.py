@@ -113,6 +113,17 @@ class CertificateInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class AddressResult:
+    """One address of a host that has both IPv4 and IPv6 addresses, probed on its own:
+    senders take either path, and the two may be different servers."""
+
+    address: str
+    success: bool
+    error: Reason | None
+    versions: tuple[VersionResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
     """Everything one probe of one target found."""
 
@@ -128,6 +139,9 @@ class ProbeResult:
     certificate: CertificateInfo | None
     #: Why the default client's handshake failed, where it got as far as trying.
     default_client_error: str = ""
+    #: For a host with addresses of both families: the first address of each, probed on
+    #: its own (the first is the one the rest of the result describes); else empty.
+    addresses: tuple[AddressResult, ...] = ()
     #: What every connection said and did, packed (`exporter.transcript`); for people.
     transcript: bytes = b""
 

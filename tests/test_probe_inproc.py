@@ -542,3 +542,56 @@ def test_the_transcript_tells_each_connection_line_by_line(certs: TestCerts) -> 
     assert any(text.startswith("handshake done: TLSv1.3") for text in default)
     times = [line.at for line in logs["TLSv1.2"].lines]
     assert times == sorted(times)
+
+
+def test_each_address_family_of_a_host_is_probed_on_its_own(certs: TestCerts) -> None:
+    """IPv4 and IPv6 are two paths mail takes, often to different machines: here the IPv6
+    address speaks only TLS 1.0 while the IPv4 one speaks TLS 1.2-1.3."""
+    import socket as sockets
+
+    from exporter.collector import add_result
+    from exporter.transcript import unpack
+
+    try:
+        with sockets.socket(sockets.AF_INET6) as probe_socket:
+            probe_socket.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    modern = Behaviour(context=context(certs, V.TLSv1_2, V.TLSv1_3))
+    with (
+        InprocServer(modern) as v4,
+        InprocServer(Behaviour(context=context(certs, V.TLSv1, V.TLSv1)), host="::1", port=v4.port),
+    ):
+        target = Target(host="dual.test", port=v4.port, servername="mail.test",
+                        ehlo_name="probe.test", ca_file=str(certs.ca_pem),
+                        addresses=("127.0.0.1", "::1"))  # fmt: skip
+        result = asyncio.run(probe(target))
+    # The rest of the result is the first address's, as before.
+    assert result.success
+    assert verdicts(result) == {"ssl3": False, "1.0": False, "1.1": False, "1.2": True,
+                                "1.3": True}  # fmt: skip
+    first, second = result.addresses
+    assert (first.address, second.address) == ("127.0.0.1", "::1")
+    assert first.success
+    assert second.success
+    assert {v.version.value: v.supported for v in second.versions} == {
+        "ssl3": False, "1.0": True, "1.1": False, "1.2": False, "1.3": False,
+    }  # fmt: skip
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    add_result(lambda n, ls, v: samples.__setitem__((n, tuple(sorted(ls.items()))), v),
+               target, result)  # fmt: skip
+    name = "dual.test:" + str(target.port)
+    assert samples[("smtp_tls_addresses_agree", (("target", name),))] == 0
+    key = (("address", "::1"), ("target", name), ("version", "1.0"))
+    assert samples[("smtp_tls_address_version_supported", key)] == 1
+    key = (("address", "127.0.0.1"), ("target", name), ("version", "1.0"))
+    assert samples[("smtp_tls_address_version_supported", key)] == 0
+    purposes = {log.purpose for log in unpack(result.transcript)}
+    assert {"TLSv1.0", "TLSv1.0 via ::1", "default client via ::1"} <= purposes
+
+
+def test_a_host_with_one_family_gets_no_per_address_series(certs: TestCerts) -> None:
+    with InprocServer(Behaviour(context=context(certs, V.TLSv1_2, V.TLSv1_3))) as server:
+        result = run(server, certs, addresses=("127.0.0.1", "127.0.0.2"))
+    assert result.success
+    assert result.addresses == ()

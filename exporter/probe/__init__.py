@@ -19,7 +19,7 @@ from exporter.probe.connection import try_default_client, try_version
 from exporter.probe.deadline import Deadline, ProbeFailure
 from exporter.probe.endpoint import Endpoint, resolve
 from exporter.probe.outcomes import DefaultOutcome, Failed, NotOffered, VersionOutcome
-from exporter.results import ProbeResult, Reason
+from exporter.results import AddressResult, ProbeResult, Reason
 from exporter.target import Target, TLSVersion
 from exporter.transcript import Recorder
 
@@ -52,6 +52,8 @@ async def probe(target: Target, trust: certs.TrustStore | None = None) -> ProbeR
     recorder = Recorder()
     outcomes: dict[TLSVersion, VersionOutcome] = {}
     default: DefaultOutcome
+    endpoint: Endpoint | None = None
+    others: list[tuple[str, verdict.Findings]] = []
     try:
         if target.addresses:  # looked up already, through the configured DNS
             endpoint = Endpoint(list(target.addresses), target.port)
@@ -59,18 +61,37 @@ async def probe(target: Target, trust: certs.TrustStore | None = None) -> ProbeR
             endpoint = await resolve(target.host, target.port, deadline)
         recorder.connection("resolve").note(f"{target.host}: {', '.join(endpoint.addresses)}")
         outcomes, default = await _gather(target, endpoint, deadline, recorder)
+        for address in _other_families(endpoint):
+            alone = Endpoint([address], target.port)
+            found = await _gather(target, alone, deadline, recorder, via=address)
+            others.append((address, verdict.decide(target, *found, trust)))
     except ProbeFailure as failure:
         recorder.connection("resolve").note(f"{failure.reason.value}: {failure.detail}")
         default = Failed.of(failure)
     except Exception as exc:  # a bug costs this probe, reported as such, nothing more
         default = Failed(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
     findings = verdict.decide(target, outcomes, default, trust)
+    addresses: tuple[AddressResult, ...] = ()
+    if others and endpoint is not None and endpoint.working is not None:
+        first = findings.at(endpoint.working)
+        addresses = (first, *(found.at(address) for address, found in others))
     return findings.result(
         target.name,
         started=started,
         duration=time.monotonic() - clock,
         transcript=recorder.pack(),
+        addresses=addresses,
     )
+
+
+def _other_families(endpoint: Endpoint) -> list[str]:
+    """The first address of each family but the one that answered: IPv4 and IPv6 are two
+    paths mail takes, often to different machines, so each gets a probe of its own."""
+    if endpoint.working is None:
+        return []
+    working_v6 = ":" in endpoint.working
+    other = next((a for a in endpoint.addresses if (":" in a) != working_v6), None)
+    return [] if other is None else [other]
 
 
 def _ends_probe(outcome: object) -> bool:
@@ -79,14 +100,16 @@ def _ends_probe(outcome: object) -> bool:
 
 
 async def _gather(
-    target: Target, endpoint: Endpoint, deadline: Deadline, recorder: Recorder
+    target: Target, endpoint: Endpoint, deadline: Deadline, recorder: Recorder, via: str = ""
 ) -> tuple[dict[TLSVersion, VersionOutcome], DefaultOutcome]:
-    """Run every connection, a few at a time; stop early when all would fail alike."""
+    """Run every connection, a few at a time; stop early when all would fail alike. `via`
+    names the address in the transcript, where the probe asks one address on its own."""
     gated = _gate(target.connections, deadline)
+    suffix = f" via {via}" if via else ""
 
     def test(version: TLSVersion) -> Callable[[], Awaitable[VersionOutcome]]:
         return lambda: try_version(
-            target, endpoint, version, deadline, recorder.connection(version.display)
+            target, endpoint, version, deadline, recorder.connection(version.display + suffix)
         )
 
     ordered = [v for v in _ORDER if v in target.versions]
@@ -95,7 +118,7 @@ async def _gather(
     default_task = asyncio.create_task(
         gated(
             lambda: try_default_client(
-                target, endpoint, deadline, recorder.connection("default client")
+                target, endpoint, deadline, recorder.connection("default client" + suffix)
             )
         )
     )

@@ -23,6 +23,7 @@ from exporter.probe.outcomes import (
     VersionOutcome,
 )
 from exporter.results import (
+    AddressResult,
     CertificateInfo,
     Negotiated,
     ProbeResult,
@@ -59,8 +60,19 @@ class Findings:
     #: Why the default client's handshake failed, where it got as far as trying.
     default_client_error: str = ""
 
+    def at(self, address: str) -> AddressResult:
+        """What these findings say about one address."""
+        reason = self.error.reason if self.error else None
+        return AddressResult(address, self.error is None, reason, self.versions)
+
     def result(
-        self, target: str, *, started: float, duration: float, transcript: bytes = b""
+        self,
+        target: str,
+        *,
+        started: float,
+        duration: float,
+        transcript: bytes = b"",
+        addresses: tuple[AddressResult, ...] = (),
     ) -> ProbeResult:
         return ProbeResult(
             target=target,
@@ -74,6 +86,7 @@ class Findings:
             negotiated=self.negotiated,
             certificate=self.certificate,
             default_client_error=self.default_client_error,
+            addresses=addresses,
             transcript=transcript,
         )
 

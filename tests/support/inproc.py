@@ -83,10 +83,10 @@ def reset(writer: asyncio.StreamWriter) -> None:
 class InprocServer:
     """A threaded asyncio SMTP server on 127.0.0.1 (or ::1) following a Behaviour."""
 
-    def __init__(self, behaviour: Behaviour, host: str = "127.0.0.1") -> None:
+    def __init__(self, behaviour: Behaviour, host: str = "127.0.0.1", port: int = 0) -> None:
         self.behaviour = behaviour
         self.host = host
-        self.port = 0
+        self.port = port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -110,7 +110,7 @@ class InprocServer:
         return f"{host}:{self.port}"
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:
