@@ -302,6 +302,7 @@ def test_the_example_config_loads() -> None:
     assert all(t.ehlo_name.count(".") >= 2 for t in config.targets)
     assert all(t.ca_file is None for t in config.targets)
     assert {"site", "role"} <= set(config.label_names)
+    assert [d.domain for d in config.domains] == ["partner.example", "example.net"]
 
 
 # --- Bad files -----------------------------------------------------------------------------
