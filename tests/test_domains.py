@@ -280,3 +280,28 @@ def test_check_finds_out_a_name_is_a_mail_domain(
     assert (code, err) == (0, "")
     assert "MX" not in out
     assert f"Target      mail.test:{postfix.listener('all').port} (starttls" in out
+
+
+@pytest.mark.postfix
+def test_a_name_server_that_never_answers_is_a_timeout(
+    postfix: PostfixServers, tmp_path: Path
+) -> None:
+    from tests.support.dns import SilentDnsServer
+
+    with SilentDnsServer() as silent:
+        config = {
+            "defaults": listener_defaults(postfix),
+            "targets": [{"domain": "partner.example", "labels": {"partner": "acme"}}],
+            "dns": {"servers": [silent.server], "timeout": "1s"},
+        }
+        with ExporterProcess(write_config(tmp_path / "config.yaml", config)) as process:
+            scrape = process.wait_for_scrape(
+                lambda s: s.value("smtp_tls_mx_lookup_success", domain="partner.example") == 0,
+                timeout=30,
+                what="the look-up timing out",
+            )
+    (info,) = scrape.series("smtp_tls_mx_lookup_info", domain="partner.example")
+    assert info.labels["status"] == "timeout"
+    assert info.labels["partner"] == "acme"
+    assert scrape.value("smtp_tls_mx_hosts", domain="partner.example") == 0
+    assert not scrape.series("smtp_tls_mx_info")
