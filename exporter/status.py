@@ -17,9 +17,10 @@ from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import quote, urlencode
 
+from exporter.names import format_address
 from exporter.probe.suites import suite_name
 from exporter.results import CertificateInfo, ProbeResult, Verdict, VersionResult
-from exporter.store import ReloadStatus, ShardStatus
+from exporter.store import DomainStatus, ReloadStatus, ShardStatus
 from exporter.target import Target, TLSVersion
 from exporter.transcript import ConnectionLog, Kind, unpack
 
@@ -124,6 +125,8 @@ class Overview:
     reload: ReloadStatus
     shard: ShardStatus | None
     targets: Sequence[tuple[Target, ProbeResult | None]]
+    #: Mail domains with their last MX look-up, in the config's order.
+    domains: Sequence[DomainStatus] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -452,10 +455,60 @@ def render_index(overview: Overview, query: Query, now: float, limit: int = MAX_
         "</tr></thead><tbody>\n",
         "\n".join(_row_html(row, versions, now) for row in shown[:limit]),
         "\n</tbody></table>",
+        _domains(overview.domains, {row.target.name: row for row in rows}, now, limit),
         "<p><small>Times are UTC. Next probe: an estimate, one interval after the last"
         " probe started.</small></p>",
     ]
     return _page("SMTP TLS exporter", "".join(body))
+
+
+def _host_state(row: _Row | None) -> str:
+    """An MX host in a few words: what a sender needs from it is TLS 1.2."""
+    result = None if row is None else row.result
+    if result is None:
+        return "waiting"
+    if not result.success:
+        return f"failing: {result.error.value if result.error else 'unknown'}"
+    tls12 = result.version(TLSVersion.TLS1_2)
+    if tls12 is not None and tls12.supported is False:
+        return "refuses TLS 1.2"
+    return "ok"
+
+
+def _domains(
+    domains: Sequence[DomainStatus], rows: Mapping[str, _Row], now: float, limit: int
+) -> str:
+    """Mail domains: the look-up, and each MX host with its verdict and a link to it."""
+    if not domains:
+        return ""
+    lines = [
+        '<h2 id="domains">Mail domains</h2><table><thead><tr><th>Domain</th>'
+        "<th>MX look-up</th><th>Looked up</th><th>MX hosts (preference: status)</th>"
+        "<th>What is wrong</th></tr></thead><tbody>"
+    ]
+    for status in domains[:limit]:
+        lookup = status.lookup
+        port = status.domain.template.port
+        hosts = []
+        for host in status.hosts:
+            name = format_address(host.host, port)
+            row = rows.get(name)
+            state = _host_state(row)
+            hosts.append(
+                f'{host.preference}: <a href="{target_href(name)}">{_e(host.host)}</a>'
+                f" ({_e(state)})"
+            )
+        wrong = [] if lookup is None else [lookup.detail, *lookup.problems]
+        wrong += [f"{h.host}: {h.note}" for h in status.hosts if h.note]
+        lines.append(
+            f"<tr><td>{_e(status.domain.domain)}</td>"
+            f"<td>{_e(lookup.status.value if lookup else 'waiting')}</td>"
+            f"<td>{_short_utc(status.checked, now) if status.checked else ''}</td>"
+            f"<td>{'<br>'.join(hosts) or 'none'}</td>"
+            f"<td>{'<br>'.join(_e(w) for w in wrong if w)}</td></tr>"
+        )
+    lines.append("</tbody></table>")
+    return "".join(lines)
 
 
 # --- one target ---------------------------------------------------------------------------

@@ -132,7 +132,7 @@ async def _html(request: web.Request, render: Callable[[], str], status: int = 2
 async def index(request: web.Request) -> web.Response:
     """Every target at a glance, sorted and filtered by the query string."""
     store = request.app[SOURCES_KEY].store
-    overview = Overview(__version__, store.reload, store.shard, store.snapshot())
+    overview = Overview(__version__, store.reload, store.shard, store.snapshot(), store.domains())
     query = Query.parse(request.query)
     return await _html(request, partial(render_index, overview, query, time.time()))
 

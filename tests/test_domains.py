@@ -305,3 +305,33 @@ def test_a_name_server_that_never_answers_is_a_timeout(
     assert info.labels["partner"] == "acme"
     assert scrape.value("smtp_tls_mx_hosts", domain="partner.example") == 0
     assert not scrape.series("smtp_tls_mx_info")
+
+
+@pytest.mark.postfix
+def test_the_status_page_lists_domains_with_their_hosts(watched: Any) -> None:
+    from html.parser import HTMLParser
+
+    port, _, process = watched
+    page = process.get("/").text
+    assert '<h2 id="domains">Mail domains</h2>' in page
+    section = page.split('<h2 id="domains">', 1)[1]
+
+    class Links(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.found: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.found += [v or "" for k, v in attrs if tag == "a" and k == "href"]
+
+    links = Links()
+    links.feed(section)
+    assert f"target?name=mail.test%3A{port}" in links.found
+    assert f"target?name=mx.hoster.test%3A{port}" in links.found
+    row = section.split("<td>two.mail.test</td>", 1)[1].split("</tr>", 1)[0]
+    assert "<td>ok</td>" in row
+    assert ">mail.test</a> (ok)" in row
+    absent = section.split("<td>absent.mail.test</td>", 1)[1].split("</tr>", 1)[0]
+    assert "<td>nxdomain</td>" in absent
+    assert "<td>none</td>" in absent
+    assert process.get(f"/target?name=mail.test%3A{port}").status == 200
