@@ -1,7 +1,10 @@
 """The Grafana dashboard's panel queries, with Grafana's variables replaced by plain values.
 
 Used by the dashboard tests: every query must parse (promtool) and run against a real
-Prometheus.
+Prometheus. The panels of the "Mail domains" row need an exporter that watches mail domains;
+`dashboard_queries` leaves them out (tests/test_prometheus.py runs those against an exporter
+probing hosts only) and `domain_queries` gives them (tests/test_dashboard.py runs them against
+domain series).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_PATH = REPO_ROOT / "deploy" / "grafana" / "dashboard.json"
+#: The row whose panels show mail domains and their MX hosts.
+DOMAINS_ROW = "Mail domains"
 
 # What each variable becomes in a query run outside Grafana.
 VARIABLE_VALUES: dict[str, str] = {
     "target": ".*",
+    "domain": ".*",
     "datasource": "prometheus",
     "__rate_interval": "5m",
     "__interval": "1m",
@@ -47,6 +53,19 @@ def iter_panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield panel
 
 
+def iter_panels_by_row(dashboard: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(title of the row it is in, panel) for every panel; "" before the first row. Panels
+    of an expanded row follow it in `panels`; a collapsed row holds its own."""
+    row = ""
+    for panel in dashboard.get("panels", []):
+        if panel.get("type") == "row":
+            row = panel["title"]
+            for inner in panel.get("panels", []):
+                yield row, inner
+        else:
+            yield row, panel
+
+
 def substitute_variables(expr: str) -> str:
     """Replace Grafana variables with the values in VARIABLE_VALUES; unknown ones raise."""
 
@@ -59,12 +78,29 @@ def substitute_variables(expr: str) -> str:
     return _VARIABLE.sub(replace, expr)
 
 
-def dashboard_queries(path: Path = DASHBOARD_PATH) -> list[tuple[str, str]]:
-    """(panel title, PromQL expression with variables substituted) for every panel query."""
+def _queries(path: Path, *, domains: bool) -> list[tuple[str, str]]:
     queries = []
-    for panel in iter_panels(load_dashboard(path)):
+    for row, panel in iter_panels_by_row(load_dashboard(path)):
+        if (row == DOMAINS_ROW) != domains:
+            continue
         for target in panel.get("targets", []):
             if target.get("hide") or not target.get("expr"):
                 continue
             queries.append((panel["title"], substitute_variables(target["expr"])))
     return queries
+
+
+def dashboard_queries(path: Path = DASHBOARD_PATH) -> list[tuple[str, str]]:
+    """(panel title, PromQL expression with variables substituted) for every panel query
+    outside the "Mail domains" row: what an exporter probing hosts gives data for."""
+    return _queries(path, domains=False)
+
+
+def domain_queries(path: Path = DASHBOARD_PATH) -> list[tuple[str, str]]:
+    """The same for the panels of the "Mail domains" row, which need domain series."""
+    return _queries(path, domains=True)
+
+
+def all_queries(path: Path = DASHBOARD_PATH) -> list[tuple[str, str]]:
+    """Every panel query of the dashboard."""
+    return dashboard_queries(path) + domain_queries(path)
