@@ -183,7 +183,7 @@ def exporter_parser() -> argparse.ArgumentParser:
         type=_concurrency,
         metavar="N",
         help="the most probes running at once across all targets (default: as many as the"
-        " open files limit allows, which is raised to its hard limit at start, up to 1,024"
+        " open files limit allows, which is raised to its hard limit at start, up to 682"
         " for memory; fewer while the CPU is busy)",
     )
     parser.add_argument(

@@ -30,10 +30,11 @@ FILES_PER_PROBE: Final = MAX_CONNECTIONS + 1
 #: Open files kept free for everything but probes: listeners, scrapes, logs, DNS, CA files.
 RESERVED_FILES: Final = 256
 #: Memory one running probe holds, measured (`python -m bench`, slow round): its six
-#: connections' sockets, transports, buffers and tasks, and the flights it has read.
-MEMORY_PER_PROBE: Final = 64 * 1024
+#: connections' sockets, transports, buffers and tasks, the flights it has read and its
+#: transcript so far.
+MEMORY_PER_PROBE: Final = 96 * 1024
 #: Memory the running probes may take together by default. Where the hard open files limit
 #: is large (a million on systemd hosts), descriptors alone would let a slow fleet start
-#: tens of thousands of probes at once; 1,024 probes of a few seconds each already keep a
+#: tens of thousands of probes at once; 682 probes of a few seconds each already keep a
 #: core busy, so more only costs memory.
 PROBE_MEMORY_BUDGET: Final = 64 * 1024 * 1024
