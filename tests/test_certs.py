@@ -14,6 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from exporter.probe import certs
 from exporter.results import CertificateInfo, VerifyError
+from tests.support.mutate import Node, parse_der
 
 NOW = dt.datetime.now(dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -163,6 +164,42 @@ def test_look_alike_intermediates_cannot_stall_verification() -> None:
 def test_unparseable_leaf_raises_value_error() -> None:
     with pytest.raises(ValueError, match="could not be parsed"):
         certs.analyze([b"not a certificate"], "mail.test", TRUST)
+
+
+#: The places of the names in a v3 TBSCertificate (after version, serial, signature).
+ISSUER, SUBJECT = 3, 5
+
+
+def with_empty_name(cert: x509.Certificate, field: int) -> bytes:
+    """`cert` with one of its names holding an empty RDN: it loads, but the name does not
+    decode (cryptography reads names when they are first asked for)."""
+    tree = parse_der(der(cert))
+    assert tree.children is not None
+    tbs = tree.children[0]
+    assert tbs.children is not None
+    tbs.children[field].children = [Node(0x31, children=[])]
+    return tree.encode()
+
+
+def test_a_leaf_whose_issuer_does_not_decode_still_gives_its_facts() -> None:
+    info = certs.analyze([with_empty_name(LEAF, ISSUER), der(INTER)], "mail.test", TRUST)
+    assert info is not None
+    assert info.issuer == "<unreadable>"
+    assert info.chain[0].issuer == "<unreadable>"
+    assert info.subject == "CN=mail.test"
+    assert info.not_after == LEAF.not_valid_after_utc
+    assert not info.verified
+
+
+def test_an_intermediate_whose_name_does_not_decode_costs_only_itself() -> None:
+    for field in (ISSUER, SUBJECT):
+        info = certs.analyze([der(LEAF), with_empty_name(INTER, field)], "mail.test", TRUST)
+        assert info is not None
+        assert info.subject == "CN=mail.test"
+        assert info.sans == ("mail.test",)
+        assert "<unreadable>" in (info.chain[1].subject, info.chain[1].issuer)
+        assert not info.verified
+        assert info.verify_error is not VerifyError.INVALID, info.verify_detail
 
 
 def test_an_analysis_is_reused_while_its_dates_hold() -> None:

@@ -14,7 +14,7 @@ import os
 import ssl
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -145,9 +145,19 @@ def _signature_algorithm(cert: x509.Certificate) -> str:
     return str(name) if name and name != "Unknown OID" else oid.dotted_string
 
 
-def _name(name_obj: x509.Name) -> str:
+def _subject(cert: x509.Certificate) -> str:
+    return _name(lambda: cert.subject)
+
+
+def _issuer(cert: x509.Certificate) -> str:
+    return _name(lambda: cert.issuer)
+
+
+def _name(name: Callable[[], x509.Name]) -> str:
+    """A name as RFC 4514 text. Names are decoded when first asked for, so one that does not
+    decode fails there: it is shown as unreadable instead of failing the analysis."""
     try:
-        return name_obj.rfc4514_string()
+        return name().rfc4514_string()
     except Exception:
         return "<unreadable>"
 
@@ -159,8 +169,8 @@ def fingerprint(der: bytes) -> str:
 
 def summarize(der: bytes, cert: x509.Certificate) -> ChainCertificate:
     return ChainCertificate(
-        subject=_name(cert.subject),
-        issuer=_name(cert.issuer),
+        subject=_subject(cert),
+        issuer=_issuer(cert),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         fingerprint_sha256=fingerprint(der),
@@ -232,9 +242,10 @@ def _distinct_intermediates(
             key = cert.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             )
-        except Exception:  # an unsupported key cannot issue anything we can check
+            subject = cert.subject.public_bytes()
+        except Exception:  # an unsupported key or a name that does not decode issues nothing
             continue
-        identity = (cert.subject.public_bytes(), key)
+        identity = (subject, key)
         if identity in seen or cert == leaf:
             continue
         seen.add(identity)
@@ -391,8 +402,8 @@ def _analyze(
     except Exception as exc:  # the verifier is strict; never let a certificate end a probe
         verify_error, detail = VerifyError.INVALID, f"{type(exc).__name__}: {exc}"
     info = CertificateInfo(
-        subject=_name(leaf.subject),
-        issuer=_name(leaf.issuer),
+        subject=_subject(leaf),
+        issuer=_issuer(leaf),
         serial=format(leaf.serial_number, "x"),
         sans=_sans(leaf),
         not_before=leaf.not_valid_before_utc,
