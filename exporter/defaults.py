@@ -38,3 +38,12 @@ MEMORY_PER_PROBE: Final = 96 * 1024
 #: tens of thousands of probes at once; 682 probes of a few seconds each already keep a
 #: core busy, so more only costs memory.
 PROBE_MEMORY_BUDGET: Final = 64 * 1024 * 1024
+#: /probe: a repeat request for the same target within this many seconds gets the last result.
+DEFAULT_ON_DEMAND_MIN_INTERVAL: Final = 60.0
+#: /probe: on-demand probes running at once; a request over it is refused (429).
+DEFAULT_ON_DEMAND_MAX_CONCURRENT: Final = 10
+MAX_ON_DEMAND_CONCURRENT: Final = 1000
+#: /probe: the probe ends this long before Prometheus gives up on the scrape
+#: (X-Prometheus-Scrape-Timeout-Seconds), so the answer arrives in time; blackbox_exporter's
+#: --timeout-offset default.
+SCRAPE_TIMEOUT_OFFSET: Final = 0.5

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import Config, ConfigError, parse_config
-from exporter.config.schema import SETTING_KEYS, TARGET_KEYS, json_schema
+from exporter.config.schema import ON_DEMAND_KEY_NAMES, SETTING_KEYS, TARGET_KEYS, json_schema
 from exporter.names import label_name_problem
 from tests.support.tools import require_tool
 
@@ -96,6 +96,8 @@ def helm_config(data: object) -> dict[str, Any] | None:
         rendered["defaults"] = data["defaults"]
     if data.get("dns"):
         rendered["dns"] = data["dns"]
+    if data.get("on_demand"):
+        rendered["on_demand"] = data["on_demand"]
     return rendered
 
 
@@ -123,8 +125,8 @@ def judge(text: str) -> Verdicts:
         rendered=None if rendered_data is None else rendered is not None,
         rendered_same=written is not None
         and rendered is not None
-        and (written.targets, written.domains, written.dns)
-        == (rendered.targets, rendered.domains, rendered.dns),
+        and (written.targets, written.domains, written.dns, written.on_demand)
+        == (rendered.targets, rendered.domains, rendered.dns, rendered.on_demand),
     )
 
 
@@ -449,6 +451,44 @@ ROWS = [
         schema=True,
         why=NOT_EXPRESSIBLE + "which texts are IP addresses (with a port)",
     ),
+    # on_demand
+    Row(
+        "on-demand",
+        OK + "on_demand:\n  allow: ['*.example.org', mx.partner.net, 192.0.2.0/24,"
+        " '2001:db8::/32', '::1', '2001:10:20:30:40:50:0:1']\n  min_interval: 1m\n"
+        "  max_concurrent: 5\n",
+        True,
+        helm=True,
+    ),
+    Row("on-demand-null", OK + "on_demand: null\n", True),
+    Row("on-demand-empty", OK + "on_demand: {}\n", True),
+    Row("on-demand-allow-empty", OK + "on_demand:\n  allow: []\n", True),
+    Row("on-demand-unicode", OK + "on_demand:\n  allow: ['*.bücher.example']\n", True),
+    Row("on-demand-list", OK + "on_demand: [mx.example.org]\n", False),
+    Row("on-demand-allow-text", OK + "on_demand:\n  allow: '*.example.org'\n", False),
+    Row("on-demand-allow-number", OK + "on_demand:\n  allow: [5]\n", False),
+    Row("on-demand-allow-blank", OK + "on_demand:\n  allow: [' ']\n", False),
+    Row(
+        "on-demand-allow-star",
+        OK + "on_demand:\n  allow: ['*']\n",
+        False,
+        schema=True,
+        why=NOT_EXPRESSIBLE + "the rules of host names, wildcards and networks",
+    ),
+    Row(
+        "on-demand-allow-host-bits",
+        OK + "on_demand:\n  allow: [10.0.0.1/8]\n",
+        False,
+        schema=True,
+        why=NOT_EXPRESSIBLE + "the rules of host names, wildcards and networks",
+        helm=True,
+    ),
+    Row("on-demand-min-interval-0", OK + "on_demand:\n  min_interval: 0s\n", False),
+    Row("on-demand-min-interval-10s", OK + "on_demand:\n  min_interval: 10s\n", True),
+    Row("on-demand-concurrent-0", OK + "on_demand:\n  max_concurrent: 0\n", False),
+    Row("on-demand-concurrent-1000", OK + "on_demand:\n  max_concurrent: 1000\n", True),
+    Row("on-demand-concurrent-1001", OK + "on_demand:\n  max_concurrent: 1001\n", False),
+    Row("on-demand-unknown-key", OK + "on_demand:\n  allowed: [a.example]\n", False),
     Row(
         "key-twice",
         "targets:\n  - host: a.example\n    host: b.example\n",
@@ -496,6 +536,10 @@ def test_the_table_is_broad() -> None:
     assert len({row.id for row in ROWS}) == len(ROWS)
     keys = {key for key in (*TARGET_KEYS, *SETTING_KEYS) if any(key in r.text for r in ROWS)}
     assert keys == {*TARGET_KEYS, *SETTING_KEYS}
+    on_demand = [r.text for r in ROWS if "on_demand:" in r.text]
+    assert {key for key in ON_DEMAND_KEY_NAMES if any(key in text for text in on_demand)} == set(
+        ON_DEMAND_KEY_NAMES
+    )
     assert sum(row.helm for row in ROWS) >= 8
 
 
@@ -597,9 +641,25 @@ def mapping_of(keys: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({}, optional={key: plausible[key] for key in keys})
 
 
+plausible |= {
+    "allow": st.lists(
+        st.sampled_from(
+            ["*.example.org", "mx.example.org", "192.0.2.0/24", "::1", "*", "10.0.0.1/8"]
+        )
+        | text_or_number,
+        max_size=3,
+    )
+    | text_or_number,
+    "min_interval": plausible["interval"],
+    "max_concurrent": st.integers(-1, 1002) | st.floats(0, 12),
+}
+
 configs = st.fixed_dictionaries(
     {"targets": st.lists(mapping_of(TARGET_KEYS), min_size=0, max_size=3)},
-    optional={"defaults": st.none() | mapping_of(SETTING_KEYS)},
+    optional={
+        "defaults": st.none() | mapping_of(SETTING_KEYS),
+        "on_demand": st.none() | mapping_of(ON_DEMAND_KEY_NAMES),
+    },
 )
 
 
@@ -673,7 +733,22 @@ good_configs = st.fixed_dictionaries(
         )
     },
     optional={
-        "defaults": st.fixed_dictionaries({}, optional={k: good_values[k] for k in SETTING_KEYS})
+        "defaults": st.fixed_dictionaries({}, optional={k: good_values[k] for k in SETTING_KEYS}),
+        "on_demand": st.fixed_dictionaries(
+            {},
+            optional={
+                "allow": st.lists(
+                    padded(
+                        st.sampled_from(
+                            ["*.example.org", "mx.example.org.", "192.0.2.0/24", "2001:db8::/32"]
+                        )
+                    ),
+                    max_size=3,
+                ),
+                "min_interval": good_values["interval"],
+                "max_concurrent": st.integers(1, 1000),
+            },
+        ),
     },
 )
 

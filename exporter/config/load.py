@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exporter.access import OnDemandSettings
 from exporter.config.reader import ConfigDocumentReader
 from exporter.config.values import ValueContext
 from exporter.config.yamlfile import YamlProblem, load_yaml
@@ -22,6 +23,8 @@ class Config:
     source: str
     domains: tuple[MailDomain, ...] = ()
     dns: DnsSettings = field(default_factory=DnsSettings)
+    #: Who /probe may probe; None: nobody.
+    on_demand: OnDemandSettings | None = None
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -89,5 +92,9 @@ def parse_config(
     if reader.problems:
         raise ConfigError(source, reader.problems.messages())
     return Config(
-        targets=document.targets, source=source, domains=document.domains, dns=document.dns
+        targets=document.targets,
+        source=source,
+        domains=document.domains,
+        dns=document.dns,
+        on_demand=document.on_demand,
     )

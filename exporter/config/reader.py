@@ -8,8 +8,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, cast
 
+from exporter.access import AccessPolicy, OnDemandSettings
 from exporter.config.problems import ProblemList, join
 from exporter.config.schema import (
+    ALLOW,
     CA_FILE,
     CONNECTIONS,
     DEFAULTS,
@@ -25,7 +27,12 @@ from exporter.config.schema import (
     HOST_ONLY,
     INTERVAL,
     LABELS,
+    MAX_CONCURRENT,
     NAME,
+    ON_DEMAND,
+    ON_DEMAND_KEY_NAMES,
+    ON_DEMAND_KEYS,
+    ON_DEMAND_MIN_INTERVAL,
     PORT,
     SERVERNAME,
     SETTING_KEYS,
@@ -77,6 +84,7 @@ class Document:
     targets: tuple[Target, ...] = ()
     domains: tuple[MailDomain, ...] = ()
     dns: DnsSettings = field(default_factory=DnsSettings)
+    on_demand: OnDemandSettings | None = None
 
 
 def pick(key: Key[T], *layers: Settings) -> T:
@@ -108,11 +116,12 @@ class ConfigDocumentReader:
         self._check_keys(root, "", TOP_KEYS, extensions=True)
         defaults = self._read_defaults(root)
         dns = self._read_dns(root)
+        on_demand = self._read_on_demand(root, defaults)
         items = self._target_list(root)
         if items is None:
-            return Document(dns=dns)
+            return Document(dns=dns, on_demand=on_demand)
         targets, domains = self._read_targets(items, defaults)
-        return Document(targets, domains, dns)
+        return Document(targets, domains, dns, on_demand)
 
     def _read_dns(self, root: dict[Any, Any]) -> DnsSettings:
         raw = root.get(DNS.name)
@@ -124,6 +133,25 @@ class ConfigDocumentReader:
         self._check_keys(raw, DNS.name, DNS_KEY_NAMES)
         settings = self._read_keys(raw, DNS.name, DNS_KEYS)
         return DnsSettings(servers=pick(DNS_SERVERS, settings), timeout=pick(DNS_TIMEOUT, settings))
+
+    def _read_on_demand(self, root: dict[Any, Any], defaults: Settings) -> OnDemandSettings | None:
+        """`on_demand`, or None when it is missing (no on-demand probe at all)."""
+        raw = root.get(ON_DEMAND.name)
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.problems.add_at(
+                root, "", ON_DEMAND.name, f"must be a mapping, got {describe(raw)}"
+            )
+            return None
+        self._check_keys(raw, ON_DEMAND.name, ON_DEMAND_KEY_NAMES)
+        settings = self._read_keys(raw, ON_DEMAND.name, ON_DEMAND_KEYS)
+        return OnDemandSettings(
+            policy=AccessPolicy(pick(ALLOW, settings)),
+            min_interval=pick(ON_DEMAND_MIN_INTERVAL, settings),
+            max_concurrent=pick(MAX_CONCURRENT, settings),
+            template=self._target(NO_SETTINGS, defaults, host="localhost"),
+        )
 
     # The top level
 
@@ -397,6 +425,8 @@ def _checked_mappings(root: dict[Any, Any]) -> Iterator[tuple[object, str]]:
     yield root, ""
     if isinstance(root.get(DNS.name), dict):
         yield root[DNS.name], DNS.name
+    if isinstance(root.get(ON_DEMAND.name), dict):
+        yield root[ON_DEMAND.name], ON_DEMAND.name
     defaults = root.get(DEFAULTS.name)
     if isinstance(defaults, dict):
         yield defaults, DEFAULTS.name

@@ -20,10 +20,12 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any, Generic, Protocol, TypeVar
 
+from exporter.access import AllowRule
 from exporter.config.values import (
     VERSION_SPELLINGS,
     WHITESPACE_CLASS,
     ValueContext,
+    read_allow_list,
     read_ca_file,
     read_dns_servers,
     read_domain,
@@ -40,10 +42,13 @@ from exporter.defaults import (
     DEFAULT_CONNECTIONS,
     DEFAULT_DNS_TIMEOUT,
     DEFAULT_INTERVAL,
+    DEFAULT_ON_DEMAND_MAX_CONCURRENT,
+    DEFAULT_ON_DEMAND_MIN_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_TIMEOUT,
     MAX_CONNECTIONS,
     MAX_LABEL_INTEGER,
+    MAX_ON_DEMAND_CONCURRENT,
     MIN_INTERVAL,
 )
 from exporter.durations import MAX_DURATION, format_duration
@@ -60,6 +65,7 @@ LABELS_REF = "#/definitions/labels"
 SETTINGS_REF = "#/definitions/settings"
 TARGET_REF = "#/definitions/target"
 DNS_REF = "#/definitions/dns"
+ON_DEMAND_REF = "#/definitions/on_demand"
 
 #: A string with something besides white space in it (what the readers call empty).
 _NOT_BLANK = "[^" + WHITESPACE_CLASS[1:]
@@ -196,6 +202,17 @@ class DnsServers:
 
     def json_schema(self, _numbers: Numbers) -> JSONObject:
         return {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": _NOT_BLANK}}
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """Who /probe may probe: host names, `*.domain` wildcards, IP addresses and networks."""
+
+    def read(self, value: object, _context: ValueContext) -> tuple[AllowRule, ...]:
+        return read_allow_list(value)
+
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
+        return {"type": "array", "items": {"type": "string", "pattern": _NOT_BLANK}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +441,30 @@ DNS_TIMEOUT: Key[float] = Key(
 )
 #: Keys of `dns`.
 DNS_KEYS: tuple[Key[Any], ...] = (DNS_SERVERS, DNS_TIMEOUT)
+ALLOW: Key[tuple[AllowRule, ...]] = Key(
+    "allow",
+    AllowList(),
+    (),
+    "Who /probe may probe: host names ('mx.example.org'), every name under a domain"
+    " ('*.example.org', not example.org itself), IP addresses and networks ('192.0.2.0/24',"
+    " '2001:db8::/32'). A name that resolves to a loopback, private, link-local or metadata"
+    " address is refused unless that address is listed too.",
+)
+ON_DEMAND_MIN_INTERVAL: Key[float] = Key(
+    "min_interval",
+    Duration(),
+    DEFAULT_ON_DEMAND_MIN_INTERVAL,
+    "A request for the same target (and tls, servername) within this time gets the last"
+    " result instead of a new probe.",
+)
+MAX_CONCURRENT: Key[int] = Key(
+    "max_concurrent",
+    Integer(1, MAX_ON_DEMAND_CONCURRENT),
+    DEFAULT_ON_DEMAND_MAX_CONCURRENT,
+    "On-demand probes running at once; a request for another gets 429.",
+)
+#: Keys of `on_demand`.
+ON_DEMAND_KEYS: tuple[Key[Any], ...] = (ALLOW, ON_DEMAND_MIN_INTERVAL, MAX_CONCURRENT)
 #: Every key of a target, in the order they are read (and problems reported).
 TARGET: tuple[Key[Any], ...] = (*TARGET_ONLY, *SETTINGS)
 
@@ -438,7 +479,12 @@ TARGETS = Section(
 DNS = Section(
     "dns", "The resolver for MX look-ups and their hosts' addresses; default: the system's."
 )
-TOP_LEVEL: tuple[Section, ...] = (DEFAULTS, TARGETS, DNS)
+ON_DEMAND = Section(
+    "on_demand",
+    "Who /probe?target=HOST[:PORT] may probe, with the settings of `defaults`; default:"
+    " nobody (every request is refused).",
+)
+TOP_LEVEL: tuple[Section, ...] = (DEFAULTS, TARGETS, DNS, ON_DEMAND)
 #: Top-level keys with this prefix are ignored, so they can hold YAML anchors.
 EXTENSION_PREFIX = "x-"
 
@@ -446,6 +492,7 @@ TOP_KEYS = tuple(section.name for section in TOP_LEVEL)
 SETTING_KEYS = tuple(key.name for key in SETTINGS)
 TARGET_KEYS = tuple(key.name for key in TARGET)
 DNS_KEY_NAMES = tuple(key.name for key in DNS_KEYS)
+ON_DEMAND_KEY_NAMES = tuple(key.name for key in ON_DEMAND_KEYS)
 
 
 # --- As JSON Schema ---------------------------------------------------------------------------
@@ -494,6 +541,7 @@ def definitions(numbers: Numbers = YAML_NUMBERS) -> dict[str, JSONObject]:
             "oneOf": [{"required": [HOST.name]}, {"required": [DOMAIN.name]}],
         },
         "dns": _mapping_of(DNS_KEYS, numbers, DNS.description),
+        "on_demand": _mapping_of(ON_DEMAND_KEYS, numbers, ON_DEMAND.description),
     }
 
 
@@ -520,6 +568,10 @@ def config_schema(*, targets_required: bool = True) -> JSONObject:
         },
         TARGETS.name: targets,
         DNS.name: {"description": DNS.description, "anyOf": [{"type": "null"}, {"$ref": DNS_REF}]},
+        ON_DEMAND.name: {
+            "description": ON_DEMAND.description,
+            "anyOf": [{"type": "null"}, {"$ref": ON_DEMAND_REF}],
+        },
     }
     schema["patternProperties"] = {f"^{EXTENSION_PREFIX}": {}}
     schema["additionalProperties"] = False

@@ -13,6 +13,7 @@ from datetime import date
 
 from cryptography import x509
 
+from exporter.access import AllowRule, parse_rule
 from exporter.defaults import MAX_CA_FILE_BYTES, MAX_LABEL_INTEGER
 from exporter.durations import MAX_DURATION, format_duration, parse_duration
 from exporter.mx import domain_name, parse_server
@@ -219,6 +220,27 @@ def read_dns_servers(value: object) -> tuple[str, ...]:
     if problems:
         raise InvalidValue(*problems)
     return tuple(servers)
+
+
+def read_allow_list(value: object) -> tuple[AllowRule, ...]:
+    """`on_demand.allow`: host names, `*.domain` wildcards, IP addresses and networks."""
+    if not isinstance(value, list):
+        raise InvalidValue.because(
+            "must be a list of host names ('mx.example.org', '*.example.org'), IP addresses"
+            f" and networks ('192.0.2.0/24'), got {describe(value)}"
+        )
+    rules: list[AllowRule] = []
+    problems: list[ValueProblem] = []
+    for index, item in enumerate(value):
+        try:
+            rules.append(parse_rule(read_text(item)))
+        except InvalidValue as exc:
+            problems.extend(ValueProblem(p.message, index) for p in exc.problems)
+        except ValueError as exc:
+            problems.append(ValueProblem(str(exc), index))
+    if problems:
+        raise InvalidValue(*problems)
+    return tuple(rules)
 
 
 def read_ehlo_name(value: object) -> str:
