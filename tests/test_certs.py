@@ -202,6 +202,28 @@ def test_an_intermediate_whose_name_does_not_decode_costs_only_itself() -> None:
         assert info.verify_error is not VerifyError.INVALID, info.verify_detail
 
 
+def with_version(cert: x509.Certificate, version: int) -> bytes:
+    """`cert` claiming another X.509 version (1 is v2, which cryptography refuses to load)."""
+    tree = parse_der(der(cert))
+    assert tree.children is not None
+    tbs = tree.children[0]
+    assert tbs.children is not None
+    tbs.children[0] = Node(0xA0, children=[Node(0x02, bytes([version]))])
+    return tree.encode()
+
+
+def test_a_leaf_of_an_unknown_version_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="could not be parsed"):
+        certs.analyze([with_version(LEAF, 1), der(INTER)], "mail.test", TRUST)
+
+
+def test_an_intermediate_of_an_unknown_version_ends_the_chain_there() -> None:
+    info = certs.analyze([der(LEAF), with_version(INTER, 1)], "mail.test", TRUST)
+    assert info is not None
+    assert len(info.chain) == 1
+    assert info.verify_error is VerifyError.INCOMPLETE_CHAIN
+
+
 def test_an_analysis_is_reused_while_its_dates_hold() -> None:
     """A chain many hosts present is analysed once; a new answer once a date is crossed."""
     trust = certs.TrustStore([ROOT], "reuse")

@@ -391,7 +391,7 @@ def _analyze(
     for der in ders[:_MAX_KEPT]:
         try:
             parsed.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
             if not parsed:
                 raise ValueError(f"the server's certificate could not be parsed: {exc}") from None
             break
