@@ -18,6 +18,7 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.domains import DomainWatcher
 from exporter.exposition import CachedExposition
 from exporter.names import format_address
+from exporter.ondemand import OnDemand, OnDemandCollector
 from exporter.probe import probe
 from exporter.results import ProbeResult
 from exporter.scheduler import Scheduler
@@ -97,6 +98,8 @@ class Exporter:
         self.store = ResultStore()
         self.scheduler = Scheduler(self.store, probe, concurrency, on_result=log_result)
         self.watcher = DomainWatcher(self.store, self.scheduler.apply)
+        #: /probe: who may be probed on demand comes with every config load.
+        self.on_demand = OnDemand(probe)
         self.config: Config | None = None
         self._reload_lock = asyncio.Lock()
         # The loop keeps only weak references to tasks: these keep a reload alive to its end.
@@ -108,6 +111,7 @@ class Exporter:
         domains = shard_domains(config, self.shard)
         self.config = config
         self.watcher.configure(targets, domains, config.dns)
+        self.on_demand.configure(config.on_demand, config.dns)
         fields: dict[str, object] = {"file": self.config_file, "targets": len(targets)}
         if config.domains:
             fields["domains"] = len(domains)
@@ -167,11 +171,13 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     registry = CollectorRegistry(auto_describe=False)
     own = ExporterCollector(exporter.store)
     domains = DomainCollector(exporter.store)
+    on_demand = OnDemandCollector(exporter.on_demand)
     registry.register(ResultCollector(exporter.store))
     registry.register(domains)
     registry.register(own)
-    exposition = CachedExposition(exporter.store, ChainedCollector(domains, own))
-    app = make_app(exporter.store, registry, exporter.reload, exposition.render)
+    registry.register(on_demand)
+    exposition = CachedExposition(exporter.store, ChainedCollector(domains, own, on_demand))
+    app = make_app(exporter.store, registry, exporter.reload, exposition.render, exporter.on_demand)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host=host, port=port, reuse_address=True)
