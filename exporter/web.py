@@ -16,8 +16,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
 from exporter import __version__
+from exporter.ondemand import OnDemand
 from exporter.status import Overview, Query, render_index, render_not_found, render_target
 from exporter.store import ResultStore
+from exporter.webprobe import add_routes as add_probe_routes
 
 #: Runs a reload; returns (ok, message).
 ReloadFunction = Callable[[], Awaitable[tuple[bool, str]]]
@@ -152,9 +154,10 @@ def make_app(
     registry: CollectorRegistry,
     reload_config: ReloadFunction,
     render: Renderer | None = None,
+    on_demand: OnDemand | None = None,
 ) -> web.Application:
     """The HTTP app; `render`, when given, serves the expositions it knows faster than the
-    registry would (the same bytes)."""
+    registry would (the same bytes); `on_demand`, when given, serves /probe."""
     app = web.Application()
     executor = ThreadPoolExecutor(max_workers=METRICS_WORKERS, thread_name_prefix="metrics")
     pages = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pages")
@@ -172,4 +175,6 @@ def make_app(
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
     app.router.add_put("/-/reload", reload)
+    if on_demand is not None:
+        add_probe_routes(app, on_demand)
     return app

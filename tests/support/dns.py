@@ -99,6 +99,25 @@ ns A 127.0.0.1
 mx A 127.0.0.1
 mx AAAA ::1
 """,
+    # /probe (on_demand): names an allowed wildcard admits, which lead inside; nothing
+    # connects to an address here but loopback (the rest must be refused before that).
+    "ondemand.test": """$ORIGIN ondemand.test.
+$TTL 60
+@ SOA ns hostmaster 1 3600 600 86400 60
+@ NS ns
+ns A 127.0.0.1
+loopback A 127.0.0.1
+loopback6 AAAA ::1
+dual A 127.0.0.1
+dual AAAA ::1
+private A 10.0.0.1
+metadata A 169.254.169.254
+metadata6 AAAA fd00:ec2::254
+mapped AAAA ::ffff:127.0.0.1
+mixed A 127.0.0.1
+mixed A 10.0.0.1
+public A 192.0.2.1
+""",
     # No SOA and a syntax error: NSD keeps the zone configured but answers SERVFAIL.
     "broken.test": "$ORIGIN broken.test.\n@ SOA this is not a zone\n",
 }

@@ -74,9 +74,13 @@ class PrometheusServer(ServiceProcess):
         scrape_interval: str = "1s",
         evaluation_interval: str = "1s",
         binary: str | None = None,
+        scrape_configs: Sequence[dict[str, Any]] | None = None,
     ) -> None:
         self.workdir = workdir
         self.scrape_targets = list(scrape_targets)
+        #: Scrape jobs of the test's own (e.g. /probe through relabel_configs) instead of
+        #: the one job scraping `scrape_targets`.
+        self.scrape_configs = None if scrape_configs is None else list(scrape_configs)
         self.rule_files = list(rule_files)
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
@@ -97,9 +101,8 @@ class PrometheusServer(ServiceProcess):
                 "evaluation_interval": self.evaluation_interval,
             },
             "rule_files": [str(path) for path in self.rule_files],
-            "scrape_configs": [
-                {"job_name": JOB, "static_configs": [{"targets": self.scrape_targets}]}
-            ],
+            "scrape_configs": self.scrape_configs
+            or [{"job_name": JOB, "static_configs": [{"targets": self.scrape_targets}]}],
         }
 
     # --- life cycle -----------------------------------------------------------------
