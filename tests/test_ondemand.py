@@ -168,6 +168,19 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
+def test_the_readme_example_loads() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Probing on demand: /probe\n", 1)[1]
+    block = next(p for p in section.split("```yaml\n")[1:] if p.startswith("on_demand:"))
+    text = "targets:\n  - host: mx.example.org\n" + block.split("```", 1)[0]
+    settings = parse_config(text, "README.md", default_ehlo_name="p.test").on_demand
+    assert settings is not None
+    assert settings.policy.host_refusal("a.b.example.org") is None
+    assert settings.policy.host_refusal("10.20.0.25") is None
+    assert settings.policy.host_refusal("example.org") is not None
+    assert (settings.min_interval, settings.max_concurrent) == (60.0, 10)
+
+
 # --- Closed by default --------------------------------------------------------------------
 
 

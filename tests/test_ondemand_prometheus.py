@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.exporter_process import (
     HOST,
@@ -23,28 +24,45 @@ from tests.support.prometheus import PrometheusServer, require_prometheus
 
 pytestmark = [pytest.mark.postfix, pytest.mark.prometheus]
 
+README = Path(__file__).resolve().parent.parent / "README.md"
 JOB = "smtp-tls-probe"
 #: Listeners scraped through /probe, and the versions each accepts.
 PROBED = {"tls10": {"1.0"}, "tls12": {"1.2"}, "all": {"1.0", "1.1", "1.2", "1.3"}}
 
 
+def readme_scrape_config() -> dict[str, Any]:
+    """The scrape job the README shows for /probe."""
+    section = README.read_text().split("\n## Probing on demand: /probe\n", 1)[1]
+    block = next(part for part in section.split("```yaml\n")[1:] if "scrape_configs" in part)
+    (job,) = yaml.safe_load(block.split("```", 1)[0])["scrape_configs"]
+    assert isinstance(job, dict)
+    return job
+
+
 def scrape_config(postfix: PostfixServers, exporter: str) -> dict[str, Any]:
-    """The README's scrape config, with the listeners as targets."""
-    return {
-        "job_name": JOB,
-        "metrics_path": "/probe",
+    """The README's scrape job, with the listeners as targets, scraped every 5 s."""
+    job = readme_scrape_config()
+    *relabel, to_exporter = job["relabel_configs"]
+    return job | {
         "params": {"servername": ["localhost"]},
         "scrape_interval": "5s",
         "scrape_timeout": "5s",
         "static_configs": [
             {"targets": [f"{HOST}:{postfix.listener(name).port}" for name in PROBED]}
         ],
-        "relabel_configs": [
-            {"source_labels": ["__address__"], "target_label": "__param_target"},
-            {"source_labels": ["__param_target"], "target_label": "instance"},
-            {"target_label": "__address__", "replacement": exporter},
-        ],
+        "relabel_configs": [*relabel, to_exporter | {"replacement": exporter}],
     }
+
+
+def test_the_readme_scrape_config_is_the_blackbox_pattern() -> None:
+    job = readme_scrape_config()
+    assert job["job_name"] == JOB
+    assert job["metrics_path"] == "/probe"
+    assert job["relabel_configs"] == [
+        {"source_labels": ["__address__"], "target_label": "__param_target"},
+        {"source_labels": ["__param_target"], "target_label": "instance"},
+        {"target_label": "__address__", "replacement": "mail-tls-exporter:9025"},
+    ]
 
 
 @pytest.fixture(scope="module")
