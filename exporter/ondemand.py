@@ -35,6 +35,8 @@ Resolve = Callable[[str, int, float], Awaitable[tuple[str, ...]]]
 
 #: Extra time past a probe's own timeout before it is abandoned (as the scheduler does).
 _SAFETY_MARGIN: Final = 5.0
+#: Results kept at most, the oldest dropped first: names under a wildcard are endless.
+MAX_KEPT: Final = 10_000
 
 
 class Outcome(enum.Enum):
@@ -108,10 +110,6 @@ class OnDemand:
         self.probes_running = 0
         self.counts: Counter[Outcome] = Counter()
 
-    @property
-    def settings(self) -> OnDemandSettings | None:
-        return self._settings
-
     def configure(self, settings: OnDemandSettings | None, dns: DnsSettings) -> None:
         """Take a (re)loaded config: results kept under the old rules are dropped, and
         probes still running under them are not joined."""
@@ -176,7 +174,9 @@ class OnDemand:
             if self._running.get(key) is asyncio.current_task():
                 del self._running[key]
         if answer.result is not None and answer.target is not None and settings is self._settings:
-            self._kept[key] = _Kept(answer.target, answer.result, self._clock())
+            # The transcript is for the status page, which on-demand probes are not on.
+            result = dataclasses.replace(answer.result, transcript=b"")
+            self._kept[key] = _Kept(answer.target, result, self._clock())
             self._forget_old(settings.min_interval)
         return answer
 
@@ -195,15 +195,16 @@ class OnDemand:
         started, clock = time.time(), time.monotonic()
         try:
             addresses = await self._addresses(request.host, request.port, timeout)
-        except LookupFailed as failure:
+        except Exception as exc:  # LookupFailed, or a bug that costs this probe only
             self.count(Outcome.PROBED)
+            failed = isinstance(exc, LookupFailed)
             result = ProbeResult.unreached(
                 target.name,
                 target.versions,
                 started=started,
                 duration=time.monotonic() - clock,
-                reason=Reason.RESOLVE_FAILED,
-                detail=failure.detail,
+                reason=Reason.RESOLVE_FAILED if failed else Reason.INTERNAL_ERROR,
+                detail=str(exc) if failed else f"{type(exc).__name__}: {exc}",
             )
             return Answer(200, target=target, result=result)
         refusal = settings.policy.address_refusal(request.host, addresses)
@@ -238,9 +239,12 @@ class OnDemand:
         within = min(timeout, self._dns_timeout)
         if self._resolver is not None:
             try:
-                found = await mx.addresses(host, self._resolver)
+                async with asyncio.timeout(within):
+                    found = await mx.addresses(host, self._resolver)
             except mx.DnsFailure as failure:
                 raise LookupFailed(failure.detail) from None
+            except TimeoutError:
+                raise LookupFailed(f"{host}: no answer within {within:g}s") from None
         else:
             found = await system_addresses(host, port, within)
         if not found:
@@ -251,6 +255,8 @@ class OnDemand:
         now = self._clock()
         for key in [k for k, kept in self._kept.items() if now - kept.at >= min_interval]:
             del self._kept[key]
+        while len(self._kept) > MAX_KEPT:
+            del self._kept[next(iter(self._kept))]
 
 
 class LookupFailed(Exception):

@@ -35,7 +35,7 @@ from exporter.store import ResultStore
 from exporter.target import Target
 from exporter.web import make_app
 from tests.support.certs import TestCerts, make_test_certs
-from tests.support.dns import DnsServer
+from tests.support.dns import DnsServer, SilentDnsServer
 from tests.support.inproc import Behaviour, InprocServer, tls_context
 from tests.support.prometheus import PROMETHEUS_ACCEPT
 
@@ -305,6 +305,23 @@ def test_a_name_that_does_not_resolve_is_a_failed_probe(dns_server: DnsServer) -
     assert "NXDOMAIN" in dict(errors[0])["detail"]
 
 
+def test_a_name_server_that_never_answers_is_a_failed_probe_in_time() -> None:
+    stand_in = StandIn()
+    with SilentDnsServer() as silent:
+        text = config_text("*.example.org") + f"dns:\n  servers: [{silent.server}]\n"
+        on_demand = on_demand_for(text, stand_in)
+        start = time.monotonic()
+        ((status, body),) = answers(on_demand, "/probe?target=mx.example.org&timeout=1s")
+    assert time.monotonic() - start < 3
+    assert status == 200
+    assert stand_in.targets == []
+    (error,) = [
+        dict(labels) for name, labels in samples(body) if name == "smtp_tls_probe_error_info"
+    ]
+    assert error["reason"] == "resolve_failed"
+    assert error["detail"] == "mx.example.org: no answer within 1s"
+
+
 def test_the_system_resolver_is_checked_too() -> None:
     """Without dns.servers, names resolve through the system (localhost: /etc/hosts)."""
     stand_in = StandIn()
@@ -557,6 +574,16 @@ def test_a_repeat_within_min_interval_gets_the_last_result(certs: TestCerts) -> 
     assert seen[1][1] == seen[0][1]  # the same result, its timestamp included
     counts = {o.value: n for o, n in on_demand.counts.items()}
     assert counts == {"probed": 2, "cached": 2}
+
+
+def test_the_results_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("exporter.ondemand.MAX_KEPT", 2)
+    stand_in = StandIn()
+    on_demand = on_demand_for(config_text("*.example.org"), stand_in)
+    answers(on_demand, *(f"/probe?target={name}.example.org" for name in "abcb"))
+    assert len(stand_in.targets) == 3  # b's result was kept
+    answers(on_demand, "/probe?target=a.example.org")  # dropped, the oldest
+    assert len(stand_in.targets) == 4
 
 
 def test_other_parameters_are_another_probe() -> None:
