@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Iterable
 
@@ -26,6 +27,8 @@ from exporter.shard import Shard
 from exporter.store import ResultStore, ShardStatus
 from exporter.target import MailDomain, Target
 from exporter.web import make_app
+from exporter.webconfig import WebConfig
+from exporter.webguard import WebGuard
 
 log = logging.getLogger("exporter")
 
@@ -91,8 +94,17 @@ class ChainedCollector(Collector):
 class Exporter:
     """Owns the running config; reloads swap it only when the new file is valid."""
 
-    def __init__(self, config_file: str, concurrency: int, shard: Shard | None = None) -> None:
+    def __init__(
+        self,
+        config_file: str,
+        concurrency: int,
+        shard: Shard | None = None,
+        web_config: WebConfig | None = None,
+    ) -> None:
         self.config_file = config_file
+        #: `--web.config.file`: TLS, basic auth and headers of every endpoint; reloaded with
+        #: the config, each file kept as it runs when its new version is bad.
+        self.web = WebGuard(web_config or WebConfig())
         #: `--shard`: probe only this share of the config's targets; None probes them all.
         self.shard = shard
         self.store = ResultStore()
@@ -128,17 +140,22 @@ class Exporter:
 
     async def reload(self) -> tuple[bool, str]:
         async with self._reload_lock:
+            web_problems = await self.web.reload()
             loop = asyncio.get_running_loop()
             try:
                 config = await loop.run_in_executor(None, load_config, self.config_file)
             except ConfigError as exc:
-                self.store.reloaded(False, str(exc))
+                message = "\n".join(filter(None, (str(exc), web_problems)))
+                self.store.reloaded(False, message)
                 log.error(
                     "config reload failed; the previous config keeps running",
                     extra={"fields": {"file": self.config_file, "problems": list(exc.problems)}},
                 )
-                return False, str(exc)
+                return False, message
             self.install(config)
+            if web_problems is not None:
+                self.store.reloaded(False, web_problems)
+                return False, web_problems
             return True, f"config reloaded: {describe_targets(config, self.shard)}"
 
     def reload_soon(self) -> asyncio.Task[tuple[bool, str]]:
@@ -178,9 +195,12 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     registry.register(on_demand)
     exposition = CachedExposition(exporter.store, ChainedCollector(domains, own, on_demand))
     app = make_app(exporter.store, registry, exporter.reload, exposition.render, exporter.on_demand)
+    exporter.web.attach(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host=host, port=port, reuse_address=True)
+    site = web.TCPSite(
+        runner, host=host, port=port, reuse_address=True, ssl_context=exporter.web.ssl_context
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -191,7 +211,9 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     if exporter.config is None:  # a SIGHUP during start-up may have loaded it already
         exporter.install(config)
     bound = sorted({format_address(a[0], a[1]) for a in runner.addresses})
-    log.info("listening", extra={"fields": {"address": ",".join(bound)}})
+    scheme = "https" if exporter.web.tls is not None else "http"
+    log.info("listening", extra={"fields": {"address": ",".join(bound), "scheme": scheme}})
+    exporter.web.log_loaded()
     dispatcher = asyncio.create_task(exporter.scheduler.run())
     watcher = asyncio.create_task(exporter.watcher.run())
     await stop.wait()
@@ -212,8 +234,10 @@ def serve(
     port: int,
     concurrency: int | None,
     shard: Shard | None = None,
+    web_config: WebConfig | None = None,
 ) -> int:
-    """Serve until SIGTERM or SIGINT; 1 when the listen address cannot be bound.
+    """Serve until SIGTERM or SIGINT; 1 when the listen address cannot be bound (or the
+    web config's TLS files stopped loading since they were checked).
 
     `concurrency` bounds probes at once; None: as many as the open files limit allows."""
     # Until the event loop takes the signals over, a SIGHUP (a reload sent too early)
@@ -233,7 +257,11 @@ def serve(
         )
     else:
         log.info("probe concurrency", extra={"fields": fields})
-    exporter = Exporter(config_file, bound, shard)
+    try:
+        exporter = Exporter(config_file, bound, shard, web_config)
+    except (OSError, ssl.SSLError) as exc:
+        print(f"smtp-tls-exporter: the web config's TLS files: {exc}", file=sys.stderr)
+        return 1
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(_serve(exporter, config, host, port))
 

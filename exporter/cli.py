@@ -36,6 +36,7 @@ from exporter.names import (
 )
 from exporter.shard import Shard, parse_shard
 from exporter.target import DEFAULT_VERSIONS, DnsSettings, MailDomain, Target, TLSMode, TLSVersion
+from exporter.webconfig import WebConfig
 
 __all__ = ["__version__", "main"]
 
@@ -173,6 +174,14 @@ def exporter_parser() -> argparse.ArgumentParser:
         default=defaults.DEFAULT_LISTEN_ADDRESS,
         help=f"HOST:PORT to serve /metrics on (default {defaults.DEFAULT_LISTEN_ADDRESS})",
     )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="TLS, client certificates, basic auth and headers for every endpoint, in the"
+        " Prometheus exporter-toolkit's format (a file written for blackbox_exporter works);"
+        " re-read on reload, its certificate files at each new connection when they change",
+    )
     parser.add_argument("--log.level", dest="log_level", choices=list(LEVELS), default="info")
     parser.add_argument(
         "--log.format", dest="log_format", choices=["logfmt", "json"], default="logfmt"
@@ -206,25 +215,53 @@ def missing_config(path: str) -> str:
     )
 
 
+def describe_web_config(config: WebConfig) -> str:
+    """What a web config turns on, for `--config.check`: `TLS (client certificates:
+    RequireAndVerifyClientCert), basic auth for 2 users`, and what is done differently."""
+    parts = ["plain HTTP"]
+    if config.tls is not None:
+        parts = [f"TLS (client certificates: {config.tls.client_auth.value})"]
+    if config.users:
+        parts.append(f"basic auth for {len(config.users)} users")
+    if config.headers:
+        parts.append(f"{len(config.headers)} headers")
+    if config.rate_limit is not None:
+        parts.append("a rate limit")
+    return ", ".join(parts) + "".join(f"\n  note: {note}" for note in config.notes)
+
+
 def run_exporter(argv: Sequence[str]) -> int:
     """Run the exporter until SIGTERM; exit 1 on a bad config file or listen address."""
     from exporter.app import describe_targets, serve
     from exporter.config import ConfigError, load_config
     from exporter.logs import setup
+    from exporter.webconfig import WebConfig, WebConfigError, load_web_config
 
     args = exporter_parser().parse_args(list(argv))
     setup(args.log_level, args.log_format)
+    web_config, web_problems = WebConfig(), ""
+    if args.web_config_file is not None:
+        try:
+            web_config = load_web_config(args.web_config_file)
+        except WebConfigError as exc:
+            web_problems = str(exc)
     try:
         config = load_config(args.config_file)
     except ConfigError as exc:
         missing = not os.path.exists(args.config_file)
         print(missing_config(args.config_file) if missing else str(exc), file=sys.stderr)
+        print(web_problems, file=sys.stderr, end="\n" if web_problems else "")
+        return 1
+    if web_problems:  # every problem of both files, before anything starts
+        print(web_problems, file=sys.stderr)
         return 1
     if args.config_check:
         print(f"{args.config_file}: OK, {describe_targets(config, args.shard)}")
+        if web_config.source is not None:
+            print(f"{web_config.source}: OK, {describe_web_config(web_config)}")
         return 0
     host, port = args.listen
-    return serve(args.config_file, config, host, port, args.concurrency, args.shard)
+    return serve(args.config_file, config, host, port, args.concurrency, args.shard, web_config)
 
 
 # --- check -----------------------------------------------------------------------------------

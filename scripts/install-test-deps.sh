@@ -19,6 +19,7 @@ PACKAGES=(
     debootstrap # tests/test_image.py makes a stand-in Debian base image
     nsd # tests/support/dns.py runs a private authoritative DNS server for MX look-ups
     chromium # tests/test_browser.py loads the status pages headless (DOM and screenshots)
+    curl # tests/test_web_security.py speaks HTTPS with client certificates and basic auth
 )
 
 APT_GET=(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)

@@ -122,20 +122,21 @@ class WebCerts:
             **extra,
         }
 
-    def client_context(
-        self, client: Path | None = None, *, maximum: ssl.TLSVersion | None = None
-    ) -> ssl.SSLContext:
+    def client_context(self, client: Path | None = None) -> ssl.SSLContext:
         """A client's context trusting the server CA, presenting `client` if given."""
         context = ssl.create_default_context(cafile=str(self.server_ca_file))
         if client is not None:
             context.load_cert_chain(str(client))
-        if maximum is not None:
-            context.maximum_version = maximum
         return context
 
 
 def _write_client(ca: trustme.CA, name: str, path: Path) -> None:
-    ca.issue_cert(name, common_name=name).private_key_and_cert_chain_pem.write_to_path(str(path))
+    """Key and certificate in `path`, and each alone beside it (`.crt`, `.key`) for
+    clients that take them apart, as Prometheus does."""
+    leaf = ca.issue_cert(name, common_name=name)
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(path))
+    leaf.cert_chain_pems[0].write_to_path(str(path.with_suffix(".crt")))
+    leaf.private_key_pem.write_to_path(str(path.with_suffix(".key")))
 
 
 def server_organization(context: ssl.SSLContext, port: int, host: str = "127.0.0.1") -> str:
