@@ -145,7 +145,7 @@ def _edit(root: Node, node: Node, kind: str, number: int, data: bytes) -> None:
     if kind == "content" and node.children is None:
         node.content = data
     elif kind == "tag":
-        node.tag = number if node.children is None else number | 0x20
+        node.tag = number & ~0x20 if node.children is None else number | 0x20
     elif kind == "drop" and parent is not None and parent.children is not None:
         parent.children.remove(node)
     elif kind == "double" and parent is not None and parent.children is not None:
