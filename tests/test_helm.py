@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import posixpath
@@ -34,7 +35,7 @@ FULLNAME = "mail-smtp-tls-exporter"
 CONFIG_DIR = "/etc/smtp-tls-exporter"
 # Oldest and newest Kubernetes versions the rendered manifests are checked against.
 KUBERNETES_VERSIONS = ("1.25", kubernetes_validate.latest_version())
-CORE_KINDS = {"ServiceAccount", "ConfigMap", "Service", "Deployment", "StatefulSet"}
+CORE_KINDS = {"ServiceAccount", "ConfigMap", "Secret", "Service", "Deployment", "StatefulSet"}
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 #: The image the values files name; no image is published, so each names the user's own.
@@ -49,6 +50,7 @@ CASES: dict[str, Path] = {
     "ipv6": VALUES_DIR / "ipv6.yaml",
     "ca-configmap": VALUES_DIR / "ca-configmap.yaml",
     "sharding": VALUES_DIR / "sharding.yaml",
+    "web-config": VALUES_DIR / "web-config.yaml",
 }
 #: Flags a case needs besides its values file.
 CASE_FLAGS: dict[str, tuple[str, ...]] = {"example": IMAGE_SET}
@@ -259,10 +261,13 @@ def test_security_context(case: tuple[str, list[Manifest]]) -> None:
 
 
 def test_probes(case: tuple[str, list[Manifest]]) -> None:
-    _name, manifests = case
+    name, manifests = case
     c = container(manifests)
-    assert c["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "http-metrics"}
-    assert c["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "http-metrics"}
+    web: dict[str, object] = {}
+    if name == "web-config":  # over TLS, as the probes' own user (see the web config tests)
+        web = {"scheme": "HTTPS", "httpHeaders": [PROBE_AUTHORIZATION]}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "http-metrics"} | web
+    assert c["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "http-metrics"} | web
 
 
 def test_service(case: tuple[str, list[Manifest]]) -> None:
@@ -304,7 +309,9 @@ def test_config_checksum_rolls_the_pod() -> None:
 # --- the config file -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["example", "full", "ipv6", "ca-configmap", "sharding"])
+@pytest.mark.parametrize(
+    "name", ["example", "full", "ipv6", "ca-configmap", "sharding", "web-config"]
+)
 def test_config_reproduces_values(name: str) -> None:
     values = load_values(CASES[name])
     _text, config = rendered_config(render(name))
@@ -542,8 +549,10 @@ def test_service_monitor() -> None:
     assert endpoint["interval"] == "2m"
     assert endpoint["scrapeTimeout"] == "20s"
     assert endpoint["metricRelabelings"][0]["action"] == "keep"
+    assert endpoint["scheme"] == "http"
     assert set(endpoint) <= {
         "port", "path", "scheme", "interval", "scrapeTimeout", "relabelings", "metricRelabelings",
+        "tlsConfig", "basicAuth",
     }  # fmt: skip
 
 
@@ -717,3 +726,145 @@ def test_notes_name_the_shards() -> None:
     notes = result.stdout.split("NOTES:", 1)[1]
     assert f"split between {SHARDS} shards" in notes
     assert f"port-forward pod/{FULLNAME}-0" in notes
+
+
+# --- the web config: TLS and basic auth on every endpoint ----------------------------------
+
+WEB_DIR = "/etc/smtp-tls-exporter-web"
+#: The probes' user of tests/helm-values/web-config.yaml, as the kubelet sends it.
+PROBE_AUTHORIZATION = {
+    "name": "Authorization",
+    "value": "Basic " + base64.b64encode(b"kubelet:probe password").decode(),
+}
+
+
+def web_config_secret(manifests: list[Manifest]) -> dict[str, Any]:
+    """The web config the chart wrote into its Secret."""
+    secret = only(manifests, "Secret", f"{FULLNAME}-web-config")
+    text = base64.b64decode(secret["data"]["web-config.yml"]).decode()
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def web_volume(manifests: list[Manifest]) -> Manifest:
+    volumes = workload(manifests)["spec"]["template"]["spec"]["volumes"]
+    [volume] = [v for v in volumes if v["name"] == "web-config"]
+    found: Manifest = volume
+    return found
+
+
+def test_web_config_is_written_mounted_and_passed() -> None:
+    manifests = render("web-config")
+    values = load_values(CASES["web-config"])["webConfig"]
+    assert web_config_secret(manifests) == values["config"]
+    c = container(manifests)
+    assert f"--web.config.file={WEB_DIR}/web-config.yml" in c["args"]
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["web-config"] == {"name": "web-config", "mountPath": WEB_DIR, "readOnly": True}
+    sources = web_volume(manifests)["projected"]["sources"]
+    assert sources[0] == {"secret": {"name": f"{FULLNAME}-web-config"}}
+    # cert-manager's Secret beside it, where the web config's relative paths point.
+    assert sources[1]["secret"]["name"] == "exporter-tls"
+    assert [i["path"] for i in sources[1]["secret"]["items"]] == ["tls/tls.crt", "tls/tls.key"]
+    assert sources[2]["secret"] == {
+        "name": "exporter-tls",
+        "optional": True,
+        "items": [{"key": "ca.crt", "path": "tls/ca.crt"}],
+    }
+
+
+def test_rendered_web_config_passes_the_exporters_check(tmp_path: Path) -> None:
+    """The Secret's web config, its tls/ files made here, through `--config.check`."""
+    manifests = render("web-config")
+    text, config = rendered_config(manifests)
+    config_path = write_config_for_check(text, config, tmp_path)
+    web_dir = tmp_path / "web"
+    (web_dir / "tls").mkdir(parents=True)
+    leaf = trustme.CA().issue_cert("mail-smtp-tls-exporter.monitoring.svc")
+    leaf.cert_chain_pems[0].write_to_path(str(web_dir / "tls" / "tls.crt"))
+    leaf.private_key_pem.write_to_path(str(web_dir / "tls" / "tls.key"))
+    web_path = web_dir / "web-config.yml"
+    web_path.write_text(json.dumps(web_config_secret(manifests)))
+    [flag] = [a for a in container(manifests)["args"] if a.startswith("--web.config.file=")]
+    assert flag.removeprefix("--web.config.file=") == f"{WEB_DIR}/{web_path.name}"
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.check", f"--config.file={config_path}",
+         f"--web.config.file={web_path}"],
+        capture_output=True, text=True, cwd=REPO_ROOT, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "TLS (client certificates: NoClientCert), basic auth for 2 users" in done.stdout
+
+
+def test_web_config_from_an_existing_secret() -> None:
+    manifests = render(
+        "example", "--set", "webConfig.secretName=exporter-web", "--set", "webConfig.key=web.yml",
+        "--set", "webConfig.scheme=HTTPS",
+    )  # fmt: skip
+    assert not [m for m in manifests if m["kind"] == "Secret"]
+    c = container(manifests)
+    assert f"--web.config.file={WEB_DIR}/web.yml" in c["args"]
+    assert web_volume(manifests)["projected"]["sources"] == [{"secret": {"name": "exporter-web"}}]
+    # The chart cannot see inside: the scheme comes from values; no credentials, no header.
+    assert c["livenessProbe"]["httpGet"] == {
+        "path": "/-/healthy", "port": "http-metrics", "scheme": "HTTPS",
+    }  # fmt: skip
+    annotations = workload(manifests)["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/web-config" not in annotations
+
+
+def test_no_web_config_by_default() -> None:
+    manifests = render("example")
+    c = container(manifests)
+    assert not [a for a in c["args"] if a.startswith("--web.config.file")]
+    assert "web-config" not in {m["name"] for m in c["volumeMounts"]}
+    assert not [m for m in manifests if m["kind"] == "Secret"]
+
+
+def test_a_changed_web_config_rolls_the_pod() -> None:
+    def checksum(*extra: str) -> str:
+        annotations = workload(render("web-config", *extra))["spec"]["template"]["metadata"][
+            "annotations"
+        ]
+        value: str = annotations["checksum/web-config"]
+        return value
+
+    assert checksum() == checksum()
+    assert checksum() != checksum("--set", "webConfig.config.tls_server_config.min_version=TLS12")
+
+
+def test_service_monitor_scrapes_over_tls_with_basic_auth() -> None:
+    manifests = render("web-config")
+    [endpoint] = only(manifests, "ServiceMonitor")["spec"]["endpoints"]
+    values = load_values(CASES["web-config"])["serviceMonitor"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == values["tlsConfig"]
+    assert endpoint["basicAuth"] == values["basicAuth"]
+
+
+def test_a_tcp_socket_probe_stays_as_given() -> None:
+    """With client certificates required the kubelet cannot get in over HTTPS: the probes
+    become tcpSocket ones, and the chart adds nothing to them."""
+    manifests = render(
+        "web-config", "--set", "livenessProbe.httpGet=null",
+        "--set", "livenessProbe.tcpSocket.port=http-metrics",
+    )  # fmt: skip
+    probe = container(manifests)["livenessProbe"]
+    assert "httpGet" not in probe
+    assert probe["tcpSocket"] == {"port": "http-metrics"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--set", "webConfig.secretName=a"), "webConfig: set secretName or config, not both"),
+        (("--set", "webConfig.config=null"), "webConfig.tlsSecretName: the certificate needs"),
+        (("--set", "webConfig.config.basic_auth_users.x=hunter2"), "does not match pattern"),
+        (("--set", "webConfig.scheme=https"), "webConfig/scheme"),
+        (("--set", "webConfig.secret=a"), "additional properties 'secret' not allowed"),
+    ],
+)
+def test_web_config_values_that_are_refused(flags: tuple[str, ...], message: str) -> None:
+    result = run_helm("template", RELEASE, str(CHART), "--values", str(CASES["web-config"]), *flags)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr

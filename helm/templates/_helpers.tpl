@@ -59,6 +59,63 @@ Where the CA bundle from caFile is mounted; empty when caFile is not set.
 {{- end }}
 
 {{/*
+Where the web config (--web.config.file) is mounted; empty when webConfig is off. Its Secret
+is mounted whole in that directory, with webConfig.tlsSecretName's files in tls/.
+*/}}
+{{- define "smtp-tls-exporter.webConfigPath" -}}
+{{- $web := .Values.webConfig }}
+{{- if and $web.secretName $web.config }}
+{{- fail "webConfig: set secretName or config, not both" }}
+{{- end }}
+{{- if and $web.tlsSecretName (not (or $web.secretName $web.config)) }}
+{{- fail "webConfig.tlsSecretName: the certificate needs a web config that names it: set webConfig.config (tls_server_config: {cert_file: tls/tls.crt, key_file: tls/tls.key}) or webConfig.secretName" }}
+{{- end }}
+{{- if $web.secretName }}
+{{- printf "/etc/smtp-tls-exporter-web/%s" $web.key }}
+{{- else if $web.config }}
+{{- print "/etc/smtp-tls-exporter-web/web-config.yml" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The scheme the probes and the ServiceMonitor use: webConfig.scheme, else HTTPS when the
+chart can see that the web config serves TLS.
+*/}}
+{{- define "smtp-tls-exporter.webScheme" -}}
+{{- $web := .Values.webConfig }}
+{{- if $web.scheme }}
+{{- $web.scheme }}
+{{- else if or $web.tlsSecretName (and $web.config $web.config.tls_server_config) }}
+{{- print "HTTPS" }}
+{{- else }}
+{{- print "HTTP" }}
+{{- end }}
+{{- end }}
+
+{{/*
+A liveness or readiness probe from values (dict "probe" ... "root" $): an httpGet one gets
+the web config's scheme and, with webConfig.probeBasicAuth, an Authorization header (the
+toolkit's format guards /-/healthy and /-/ready too).
+*/}}
+{{- define "smtp-tls-exporter.probe" -}}
+{{- $probe := deepCopy .probe }}
+{{- $web := .root.Values.webConfig }}
+{{- if $probe.httpGet }}
+{{- if eq (include "smtp-tls-exporter.webScheme" .root) "HTTPS" }}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- with $web.probeBasicAuth }}
+{{- if .username }}
+{{- $credentials := printf "%s:%s" .username .password | b64enc }}
+{{- $header := dict "name" "Authorization" "value" (printf "Basic %s" $credentials) }}
+{{- $_ := set $probe.httpGet "httpHeaders" (append (default list $probe.httpGet.httpHeaders) $header) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $probe }}
+{{- end }}
+
+{{/*
 The exporter's config file, from config.defaults and config.targets (and config.dns,
 config.on_demand).
 Written as JSON (which is YAML): every string stays quoted, so the exporter's YAML 1.1
@@ -117,6 +174,9 @@ label (set by the StatefulSet controller since Kubernetes 1.28) through the down
 metadata:
   annotations:
     checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+    {{- if .Values.webConfig.config }}
+    checksum/web-config: {{ include (print $.Template.BasePath "/web-config-secret.yaml") . | sha256sum }}
+    {{- end }}
     {{- with .Values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -150,6 +210,9 @@ spec:
         - --web.listen-address=:9025
         - --log.level={{ .Values.log.level }}
         - --log.format={{ .Values.log.format }}
+        {{- with include "smtp-tls-exporter.webConfigPath" . }}
+        - --web.config.file={{ . }}
+        {{- end }}
         {{- if $shards }}
         # Kubernetes expands $(POD_INDEX) from the container's env.
         - --shard=$(POD_INDEX)/{{ $shards }}
@@ -175,9 +238,9 @@ spec:
           containerPort: 9025
           protocol: TCP
       livenessProbe:
-        {{- toYaml .Values.livenessProbe | nindent 8 }}
+        {{- include "smtp-tls-exporter.probe" (dict "probe" .Values.livenessProbe "root" .) | nindent 8 }}
       readinessProbe:
-        {{- toYaml .Values.readinessProbe | nindent 8 }}
+        {{- include "smtp-tls-exporter.probe" (dict "probe" .Values.readinessProbe "root" .) | nindent 8 }}
       resources:
         {{- toYaml .Values.resources | nindent 8 }}
       securityContext:
@@ -186,6 +249,11 @@ spec:
         - name: config
           mountPath: /etc/smtp-tls-exporter
           readOnly: true
+        {{- if include "smtp-tls-exporter.webConfigPath" . }}
+        - name: web-config
+          mountPath: /etc/smtp-tls-exporter-web
+          readOnly: true
+        {{- end }}
         - name: tmp
           mountPath: /tmp
   volumes:
@@ -212,6 +280,30 @@ spec:
                 - key: {{ .Values.caFile.key | quote }}
                   path: ca/{{ .Values.caFile.key }}
           {{- end }}
+    {{- if include "smtp-tls-exporter.webConfigPath" . }}
+    # The web config and what it names, updated in place when the Secrets change (the
+    # exporter reads the certificate files again for the next connection).
+    - name: web-config
+      projected:
+        sources:
+          - secret:
+              name: {{ .Values.webConfig.secretName | default (printf "%s-web-config" (include "smtp-tls-exporter.fullname" .)) }}
+          {{- with .Values.webConfig.tlsSecretName }}
+          - secret:
+              name: {{ . }}
+              items:
+                - key: tls.crt
+                  path: tls/tls.crt
+                - key: tls.key
+                  path: tls/tls.key
+          - secret:
+              name: {{ . }}
+              optional: true
+              items:
+                - key: ca.crt
+                  path: tls/ca.crt
+          {{- end }}
+    {{- end }}
     - name: tmp
       emptyDir:
         sizeLimit: 16Mi
