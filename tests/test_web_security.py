@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from exporter.webconfig import load_web_config
 from tests.support.exporter_process import HOST, free_port, run_exporter, write_config
 from tests.support.prometheus import PrometheusServer, require_prometheus
 from tests.support.webconfig import (
@@ -405,3 +407,25 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_and_a_client_certificate(
 
         target = p.wait_until(down, timeout=30, what="the target down")
         assert "401" in target["lastError"]
+
+
+# --- the README ----------------------------------------------------------------------------
+
+
+def test_the_readmes_web_config_is_accepted(certs: WebCerts, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Securing the endpoints\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert block.startswith("# web-config.yml\n")
+    (tmp_path / "exporter.crt").write_bytes(certs.server_cert_file.read_bytes())
+    (tmp_path / "exporter.key").write_bytes(certs.server_key_file.read_bytes())
+    path = tmp_path / "web-config.yml"
+    path.write_text(block)
+    config = load_web_config(path)
+    assert config.tls is not None
+    assert [name for name, _ in config.users] == [b"prometheus"]
+    scrape = yaml.safe_load(section.split("```yaml\n", 2)[2].split("```", 1)[0])
+    [job] = scrape["scrape_configs"]
+    assert job["scheme"] == "https"
+    assert set(job["tls_config"]) == {"ca_file"}
+    assert job["basic_auth"]["username"] == "prometheus"
