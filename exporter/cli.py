@@ -222,7 +222,8 @@ def describe_web_config(config: WebConfig) -> str:
     if config.tls is not None:
         parts = [f"TLS (client certificates: {config.tls.client_auth.value})"]
     if config.users:
-        parts.append(f"basic auth for {len(config.users)} users")
+        count = len(config.users)
+        parts.append(f"basic auth for {count} user{'' if count == 1 else 's'}")
     if config.headers:
         parts.append(f"{len(config.headers)} headers")
     if config.rate_limit is not None:

@@ -34,7 +34,7 @@ from exporter.webconfig import (
     load_web_config,
     restart_problems,
 )
-from exporter.webtls import LiveTLS, client_allowed
+from exporter.webtls import LiveTLS, client_allowed, client_names
 
 log = logging.getLogger("exporter")
 
@@ -214,9 +214,17 @@ class WebGuard:
     def _client_allowed(request: web.Request, sans: tuple[str, ...]) -> bool:
         transport = request.transport
         connection = transport.get_extra_info("ssl_object") if transport is not None else None
-        if not isinstance(connection, ssl.SSLObject | ssl.SSLSocket):
-            return False
-        return client_allowed(connection.getpeercert(binary_form=True), sans)
+        der = None
+        if isinstance(connection, ssl.SSLObject | ssl.SSLSocket):
+            der = connection.getpeercert(binary_form=True)
+        if client_allowed(der, sans):
+            return True
+        names = ",".join(sorted(client_names(der))) if der else "no certificate"
+        log.info(
+            "client certificate names none of client_allowed_sans: connection closed",
+            extra={"fields": {"client": request.remote, "names": names}},
+        )
+        return False
 
     async def _set_headers(self, _: web.Request, response: web.StreamResponse) -> None:
         """The configured headers, unless the handler set its own (as in the toolkit, where

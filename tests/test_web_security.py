@@ -176,6 +176,8 @@ def test_client_certificates_with_python(mutual: SecureExporter, certs: WebCerts
         b"HTTP/1.1 200"
     )
     assert mutual.get("/metrics").status == 200
+    # The names refused are logged, for whoever sets up the scraper's certificate.
+    assert "names=intruder.test" in mutual.log()
 
 
 def test_client_certificates_with_curl(mutual: SecureExporter, certs: WebCerts) -> None:
@@ -353,7 +355,7 @@ def test_config_check_names_what_the_web_config_turns_on(
     done = run_exporter(f"--config.file={config_file}", f"--web.config.file={path}",
                         "--config.check")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert f"{path}: OK, TLS (client certificates: RequestClientCert), basic auth for 1 users," in (
+    assert f"{path}: OK, TLS (client certificates: RequestClientCert), basic auth for 1 user," in (
         done.stdout
     )
     assert "note: client_auth_type RequestClientCert: no client certificate is asked for" in (
