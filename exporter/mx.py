@@ -18,6 +18,8 @@ from typing import Final
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
+import dns.message
 import dns.name
 import dns.nameserver
 import dns.rcode
@@ -87,12 +89,17 @@ class MxLookup:
 
 
 class DnsFailure(Exception):
-    """A query the DNS did not answer, classified like a look-up's status."""
+    """A query the DNS did not answer, classified like a look-up's status; `response` is the
+    server's NXDOMAIN or SERVFAIL message where there was one (its AD bit and extended
+    errors say more about DNSSEC)."""
 
-    def __init__(self, status: MxStatus, detail: str) -> None:
+    def __init__(
+        self, status: MxStatus, detail: str, response: dns.message.Message | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.response = response
 
 
 def parse_server(text: str) -> tuple[str, int]:
@@ -112,17 +119,20 @@ class Resolver:
     is read once, at the first query, so a missing one fails look-ups rather than the start.
     """
 
-    __slots__ = ("_resolver", "servers", "timeout")
+    __slots__ = ("_resolvers", "servers", "timeout")
 
     def __init__(self, servers: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT) -> None:
         if timeout <= 0:
             raise ValueError(f"DNS timeout must be positive, got {timeout}")
         self.servers: tuple[tuple[str, int], ...] = tuple(parse_server(s) for s in servers)
         self.timeout = timeout
-        self._resolver: dns.asyncresolver.Resolver | None = None
+        self._resolvers: dict[int, dns.asyncresolver.Resolver] = {}
 
-    def _dnspython(self) -> dns.asyncresolver.Resolver:
-        if self._resolver is None:
+    def _dnspython(self, flags: int = 0) -> dns.asyncresolver.Resolver:
+        """The dnspython resolver for queries with these header `flags` (AD, CD) besides RD;
+        with AD or CD the DO bit is set too, so the server validates and says so."""
+        resolver = self._resolvers.get(flags)
+        if resolver is None:
             resolver = dns.asyncresolver.Resolver(configure=not self.servers)
             if self.servers:
                 resolver.nameservers = [
@@ -132,9 +142,11 @@ class Resolver:
             # every server gets its turn within the timeout, even when the first never answers
             share = self.timeout / max(1, len(resolver.nameservers))
             resolver.timeout = min(_TRY_TIMEOUT, share)
-            resolver.use_edns(0, 0, _EDNS_PAYLOAD)
-            self._resolver = resolver
-        return self._resolver
+            resolver.use_edns(0, dns.flags.DO if flags else 0, _EDNS_PAYLOAD)
+            if flags:
+                resolver.flags = dns.flags.RD | flags
+            self._resolvers[flags] = resolver
+        return resolver
 
     def describe(self) -> str:
         """The servers asked, as `IP:PORT` text for details."""
@@ -143,13 +155,23 @@ class Resolver:
         return "the system's DNS servers"
 
     async def query(
-        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+        self,
+        name: dns.name.Name,
+        rdtype: dns.rdatatype.RdataType,
+        *,
+        dnssec: bool = False,
+        checking_disabled: bool = False,
     ) -> dns.resolver.Answer:
         """The answer (its `rrset` None when the name has no records of the type), or
-        DnsFailure."""
+        DnsFailure.
+
+        `dnssec` asks the server to validate (DO and AD set): its answer's AD bit then says
+        whether it found the records secure. `checking_disabled` (CD) asks for the records
+        even where validation fails, which tells a bogus answer from a broken server."""
         what = f"{rdtype.name} of {name.to_text(omit_final_dot=True)}"
+        flags = (dns.flags.AD if dnssec else 0) | (dns.flags.CD if checking_disabled else 0)
         try:
-            return await self._dnspython().resolve(
+            return await self._dnspython(flags).resolve(
                 name, rdtype, raise_on_no_answer=False, search=False
             )
         except dns.exception.DNSException as exc:
@@ -159,7 +181,9 @@ class Resolver:
 
     def _failure(self, exc: dns.exception.DNSException, what: str) -> DnsFailure:
         if isinstance(exc, dns.resolver.NXDOMAIN):
-            return DnsFailure(MxStatus.NXDOMAIN, f"{what}: the name does not exist (NXDOMAIN)")
+            response = next(iter(exc.kwargs.get("responses", {}).values()), None)
+            detail = f"{what}: the name does not exist (NXDOMAIN)"
+            return DnsFailure(MxStatus.NXDOMAIN, detail, response)
         if isinstance(exc, dns.exception.Timeout):
             return DnsFailure(
                 MxStatus.TIMEOUT,
@@ -175,14 +199,16 @@ class Resolver:
 def _no_nameservers(exc: dns.resolver.NoNameservers, what: str) -> DnsFailure:
     """Every server failed: SERVFAIL when one said so, else each server's own answer."""
     said: list[str] = []
-    servfail = False
+    servfail: dns.message.Message | None = None
     for server, _tcp, port, error, response in exc.kwargs.get("errors", []):
         if response is not None:
-            servfail = servfail or response.rcode() == dns.rcode.SERVFAIL
+            if servfail is None and response.rcode() == dns.rcode.SERVFAIL:
+                servfail = response
             error = dns.rcode.to_text(response.rcode())
         said.append(f"{error} from {_server_address(server, port)}")
     text = "; ".join(dict.fromkeys(said)) or "no server answered"
-    return DnsFailure(MxStatus.SERVFAIL if servfail else MxStatus.ERROR, f"{what}: {text}")
+    status = MxStatus.ERROR if servfail is None else MxStatus.SERVFAIL
+    return DnsFailure(status, f"{what}: {text}", servfail)
 
 
 def _server_address(server: str | None, port: int) -> str:
