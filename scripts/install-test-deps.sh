@@ -18,6 +18,8 @@ PACKAGES=(
     buildah # tests/test_image.py builds the Dockerfile (vfs storage, chroot isolation)
     debootstrap # tests/test_image.py makes a stand-in Debian base image
     nsd # tests/support/dns.py runs a private authoritative DNS server for MX look-ups
+    ldnsutils # tests/support/dnssec.py signs its test zones (ldns-keygen, ldns-signzone)
+    unbound # tests/support/dnssec.py runs a private validating resolver (the system one is left alone)
     chromium # tests/test_browser.py loads the status pages headless (DOM and screenshots)
     curl # tests/test_web_security.py speaks HTTPS with client certificates and basic auth
 )

@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.certs import TestCerts, make_test_certs
 from tests.support.dns import DnsServer, nsd_available
+from tests.support.dnssec import DnssecServers, dnssec_available
 from tests.support.postfix import (
     PostfixServers,
     SystemPostfix,
@@ -23,8 +25,17 @@ def system_postfix_before() -> SystemPostfix:
 
 
 @pytest.fixture(scope="session")
+def listener_certs(tmp_path_factory: pytest.TempPathFactory) -> TestCerts:
+    """The certificates the Postfix listeners present, and the DNSSEC zones' TLSA records
+    match, made without starting either."""
+    return make_test_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
 def postfix(
-    tmp_path_factory: pytest.TempPathFactory, system_postfix_before: SystemPostfix
+    tmp_path_factory: pytest.TempPathFactory,
+    system_postfix_before: SystemPostfix,
+    listener_certs: TestCerts,
 ) -> Iterator[PostfixServers]:
     """A real Postfix with one listener per TLS policy (see ``tests/support/postfix.py``).
 
@@ -38,7 +49,7 @@ def postfix(
     reason = postfix_available()
     if reason is not None:
         unavailable(reason)
-    servers = PostfixServers(tmp_path_factory.mktemp("postfix"))
+    servers = PostfixServers(tmp_path_factory.mktemp("postfix"), listener_certs)
     servers.start()
     try:
         yield servers
@@ -58,3 +69,17 @@ def dns_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServer]:
         unavailable(reason)
     with DnsServer(tmp_path_factory.mktemp("nsd")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def dnssec(
+    tmp_path_factory: pytest.TempPathFactory, listener_certs: TestCerts
+) -> Iterator[DnssecServers]:
+    """Signed zones on a private NSD behind private validating unbounds, with TLSA records
+    for the Postfix listeners' certificates (see ``tests/support/dnssec.py``); skipped
+    without NSD, unbound or the ldns tools, a failure under ``CI=true``."""
+    reason = dnssec_available()
+    if reason is not None:
+        unavailable(reason)
+    with DnssecServers(tmp_path_factory.mktemp("dnssec"), listener_certs) as servers:
+        yield servers
