@@ -215,6 +215,18 @@ def missing_config(path: str) -> str:
     )
 
 
+def nothing_at(path: str) -> bool:
+    """Whether there is no file at `path`. A loop of links, or a directory the exporter may
+    not enter, is something else, and the error says what (os.path.exists says False)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def describe_web_config(config: WebConfig) -> str:
     """What a web config turns on, for `--config.check`: `TLS (client certificates:
     RequireAndVerifyClientCert), basic auth for 2 users`, and what is done differently."""
@@ -249,7 +261,7 @@ def run_exporter(argv: Sequence[str]) -> int:
     try:
         config = load_config(args.config_file)
     except ConfigError as exc:
-        missing = not os.path.exists(args.config_file)
+        missing = nothing_at(args.config_file)
         print(missing_config(args.config_file) if missing else str(exc), file=sys.stderr)
         print(web_problems, file=sys.stderr, end="\n" if web_problems else "")
         return 1

@@ -39,3 +39,15 @@ def test_an_unreadable_config_keeps_its_own_message(
 ) -> None:
     assert main([f"--config.file={tmp_path}", "--config.check"]) == 1
     assert capsys.readouterr().err == f"{tmp_path}: is a directory, not a file\n"
+
+
+def test_a_loop_of_symbolic_links_is_not_a_missing_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.symlink_to(second)
+    second.symlink_to(first)
+    assert main([f"--config.file={first}", "--config.check"]) == 1
+    assert capsys.readouterr().err == (
+        f"{first}: cannot read the file: Too many levels of symbolic links\n"
+    )
