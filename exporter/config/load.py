@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from exporter.access import OnDemandSettings
 from exporter.config.reader import ConfigDocumentReader
 from exporter.config.values import ValueContext
-from exporter.config.yamlfile import YamlProblem, load_yaml
+from exporter.config.yamlfile import FileProblem, YamlProblem, load_yaml, read_text_file
 from exporter.target import DnsSettings, MailDomain, Target
 
 
@@ -49,18 +48,9 @@ def load_config(path: str | os.PathLike[str], *, default_ehlo_name: str | None =
     """Read and validate the config file at `path`; raise `ConfigError` if it has problems."""
     source = os.fspath(path)
     try:
-        raw = Path(source).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(source, ["file not found"]) from None
-    except IsADirectoryError:
-        raise ConfigError(source, ["is a directory, not a file"]) from None
-    except OSError as exc:
-        raise ConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        message = f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
-        raise ConfigError(source, [message]) from None
+        text = read_text_file(source)
+    except FileProblem as exc:
+        raise ConfigError(source, [str(exc)]) from None
     return parse_config(
         text,
         source,

@@ -1,19 +1,71 @@
 """YAML with positions: the line of every mapping key and list item, and keys given twice,
-so a problem can name its line; YAML errors as one line for a person."""
+so a problem can name its line; YAML errors as one line for a person.
+
+Files are hostile input too: a file is read only up to `MAX_FILE_BYTES`, and a document
+whose aliases and merge keys (`<<`) would expand it past `MAX_NODES` (a "billion laughs",
+or a mapping merged into many others) is refused before anything is built from it."""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import yaml
 
 from exporter.config.values import describe
 
+#: The largest file read: ten thousand targets take about 1 MB.
+MAX_FILE_BYTES: Final = 10 * 1024 * 1024
+#: The most nodes a document may have with every alias and merge expanded: about what a
+#: 10 MB file holds written out, far more than any real config, and bounded in time (a few
+#: seconds) and memory (a few hundred MB) however the document is built.
+MAX_NODES: Final = 2_000_000
+
 
 class YamlProblem(Exception):
     """The text is not YAML the config reader can use; the message says where and why."""
+
+
+class _TooLarge(YamlProblem):
+    """The document expands past `MAX_NODES`: the same with either parser, so no retry."""
+
+
+class FileProblem(Exception):
+    """The file cannot be read as a config file; the message says why, in one line."""
+
+
+def read_text_file(path: str) -> str:
+    """The UTF-8 text of the file at `path` (a byte order mark dropped), at most
+    `MAX_FILE_BYTES` of it; `FileProblem` says why not. Only a regular file's size is known
+    before reading; a pipe or a device is read up to the limit and no further."""
+    try:
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if stat.S_ISREG(info.st_mode) and info.st_size > MAX_FILE_BYTES:
+                raise FileProblem(f"is {info.st_size:,} bytes, {_OVER_LIMIT}")
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise FileProblem("file not found") from None
+    except IsADirectoryError:
+        raise FileProblem("is a directory, not a file") from None
+    except OSError as exc:
+        raise FileProblem(f"cannot read the file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise FileProblem(f"holds {_OVER_LIMIT}")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        at = exc.start
+        line, column = raw.count(b"\n", 0, at) + 1, at - raw.rfind(b"\n", 0, at)
+        raise FileProblem(
+            f"not UTF-8 text: byte 0x{raw[at]:02x} at line {line}, column {column}"
+        ) from None
+
+
+_OVER_LIMIT: Final = f"more than the {MAX_FILE_BYTES // (1024 * 1024)} MiB a config file may have"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +97,8 @@ def load_yaml(text: str, *, libyaml: bool = True) -> tuple[object, Positions]:
     if libyaml and "\t" not in text and _FastLoader is not LineRecordingLoader:
         try:
             return _load(text, _FastLoader)
+        except _TooLarge:
+            raise
         except (yaml.YAMLError, YamlProblem):
             pass
     return _load(text, LineRecordingLoader)
@@ -56,7 +110,10 @@ def _load(text: str, kind: type[LineRecordingLoader]) -> tuple[object, Positions
     except yaml.YAMLError as exc:
         raise YamlProblem(yaml_problem(exc, text)) from None
     try:
-        data = loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None and "*" in text:  # no alias, no node shared: nothing expands
+            _check_expansion(node)
+        data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise YamlProblem(yaml_problem(exc, text)) from None
     except RecursionError:
@@ -64,6 +121,53 @@ def _load(text: str, kind: type[LineRecordingLoader]) -> tuple[object, Positions
     finally:
         loader.dispose()
     return data, Positions(loader.lines, loader.duplicates)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document that would be too large with every alias and merge written out,
+    or that contains itself; counted over the graph of shared nodes, never expanding it."""
+    sizes: dict[int, int] = {}
+    started: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        key = id(node)
+        if key in sizes:
+            stack.pop()
+            continue
+        children = _collections(node)
+        if key not in started:
+            started.add(key)
+            pending = [child for child in children if id(child) not in sizes]
+            for child in pending:
+                if id(child) in started:  # an ancestor: reached again from inside itself
+                    raise _TooLarge(
+                        f"invalid YAML at line {child.start_mark.line + 1}: an alias inside"
+                        " this value refers to the value itself"
+                    )
+            if pending:
+                stack.extend(pending)
+                continue
+        size = len(node.value) * (2 if isinstance(node, yaml.MappingNode) else 1) + 1
+        size += sum(sizes[id(child)] - 1 for child in children)
+        if size > MAX_NODES:
+            raise _TooLarge(
+                f"invalid YAML: its aliases and merge keys (<<) expand it to over {MAX_NODES:,}"
+                " values"
+            )
+        sizes[key] = size
+        stack.pop()
+
+
+def _collections(node: yaml.Node) -> list[yaml.Node]:
+    """The sequences and mappings right inside `node` (its scalars count one each)."""
+    if isinstance(node, yaml.SequenceNode):
+        return [item for item in node.value if not isinstance(item, yaml.ScalarNode)]
+    if isinstance(node, yaml.MappingNode):
+        return [
+            part for pair in node.value for part in pair if not isinstance(part, yaml.ScalarNode)
+        ]
+    return []
 
 
 class LineRecordingLoader(yaml.SafeLoader):
