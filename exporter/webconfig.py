@@ -509,6 +509,8 @@ class _Reader:
             problem = judge(source.read())
         except OSError as exc:
             problem = _os_problem(exc)
+        except ValueError as exc:  # a NUL byte in the path; a lone surrogate in inline PEM
+            problem = f"cannot be read: {exc}"
         if problem is not None:
             message = f"{source.path}: {problem}" if source.path else problem
             self.problem(section, "tls_server_config", source.key, message)

@@ -189,6 +189,23 @@ def test_an_unreadable_web_config_file(tmp_path: Path) -> None:
         load_web_config(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('tls_server_config: {cert_file: "server.crt\\0", key_file: server.key}',
+         "tls_server_config.cert_file: "),
+        ('tls_server_config: {cert: "\\ud800", key_file: server.key}',
+         "tls_server_config.cert: cannot be read: "),
+    ],
+    ids=["nul-in-path", "surrogate-inline"],
+)  # fmt: skip
+def test_pem_text_that_no_file_or_encoding_takes_is_a_problem(
+    text: str, expected: str, certs: WebCerts
+) -> None:
+    found = problems(text, certs)
+    assert any(problem.startswith(expected) for problem in found), found
+
+
 def test_inline_certificate_and_key(certs: WebCerts) -> None:
     indent = "\n      "
     cert = indent.join(certs.server_cert_file.read_text().splitlines())
