@@ -616,6 +616,8 @@ def _user_problem(name: object, hashed: object) -> str | None:
         return f"the user name must be a string, got {describe(name)}"
     if ":" in str(name):
         return "a user name cannot contain ':' (basic auth splits there)"
+    if any("\ud800" <= char <= "\udfff" for char in str(name)):  # a YAML escape, no text
+        return "the user name is not text (a lone surrogate)"
     if not isinstance(hashed, str):
         return "must be a bcrypt hash, written as a string"
     match = BCRYPT_HASH.fullmatch(hashed)

@@ -332,6 +332,13 @@ def test_rate_limit_interval(interval: object, seconds: float | None, certs: Web
     assert config.rate_limit == (RateLimit(seconds, 3) if seconds is not None else None)
 
 
+def test_a_user_name_that_is_no_text_is_a_problem(certs: WebCerts) -> None:
+    found = problems(f'basic_auth_users: {{"\\ud800": "{bcrypt_hash("pw")}"}}', certs)
+    assert found == [
+        "basic_auth_users.\ud800: the user name is not text (a lone surrogate) (line 1)"
+    ]
+
+
 def test_user_hashes_of_every_bcrypt_flavour(certs: WebCerts) -> None:
     python = bcrypt_hash("pw").replace("$2y$", "$2b$")
     go = python.replace("$2b$", "$2a$")
