@@ -532,8 +532,9 @@ class _Reader:
                     f"must be one of {', '.join(allowed)}, got {describe(section.get(name))}",
                 )
                 continue
-            if text is not None and ("\r" in text or "\n" in text):
-                self.problem(section, path, name, "must be one line")
+            if text is not None and any(ch != "\t" and (ch < " " or ch == "\x7f") for ch in text):
+                # aiohttp drops every response whose header holds one: no endpoint would answer
+                self.problem(section, path, name, "must be one line, without control characters")
             elif text is not None:
                 found.append((name, text))
         return tuple(found)

@@ -323,6 +323,21 @@ http_server_config:
     }
 
 
+@pytest.mark.parametrize("value", ["a\\0b", "a\\x01b", "a\\x7fb", "a\\rb"])
+def test_a_header_no_response_can_carry_is_a_problem(value: str, certs: WebCerts) -> None:
+    """aiohttp drops the connection of a response whose header holds a control character:
+    such a value would break every endpoint."""
+    text = f'http_server_config: {{headers: {{Content-Security-Policy: "{value}"}}}}'
+    found = problems(text, certs)
+    assert len(found) == 1, found
+    assert found[0].startswith("http_server_config.headers.Content-Security-Policy: must be one")
+
+
+def test_a_header_may_hold_a_tab(certs: WebCerts) -> None:
+    config = parse('http_server_config: {headers: {X-XSS-Protection: "1;\\tmode=block"}}', certs)
+    assert dict(config.headers) == {"X-XSS-Protection": "1;\tmode=block"}
+
+
 @pytest.mark.parametrize(
     ("interval", "seconds"),
     [("1s", 1.0), ("100ms", 0.1), ("1m30s", 90.0), ("1.5h", 5400.0), (0, None), ("0", None)],
