@@ -22,7 +22,9 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.names import format_address
-from exporter.results import AddressResult, ProbeResult, Reason
+from exporter.policies import DomainPolicy
+from exporter.policydns import DnssecStatus, RecordStatus
+from exporter.results import AddressResult, CertificateInfo, ProbeResult, Reason
 from exporter.store import DomainStatus, ResultStore
 from exporter.target import Target
 
@@ -112,6 +114,13 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("smtp_tls_addresses_agree", "gauge",
      "For a host with IPv4 and IPv6 addresses: 1 when every address reached the same "
      "verdict for every version, 0 when one differs or reached none."),
+    ("smtp_tls_dane_tlsa_match", "gauge",
+     "Where the host has DNSSEC-validated TLSA records (DANE for SMTP): 1 when the chain "
+     "it presented matches a DANE-TA or DANE-EE record, 0 when not."),
+    ("smtp_tls_dane_rollover_ready", "gauge",
+     "1 when the TLSA records would still match after the leaf's key changes (a DANE-TA "
+     "record for the issuer, or a DANE-EE record for another key)."),
+    ("smtp_tls_dane_info", "info", "The TLSA records that matched, or why none did."),
 )  # fmt: skip
 
 #: Sample sink: (sample name, labels, value).
@@ -151,35 +160,43 @@ def add_result(sink: Sink, target: Target, result: ProbeResult) -> None:
             version=bounded(result.negotiated.version),
             cipher=bounded(result.negotiated.cipher),
         )
-    cert = result.certificate
-    if cert is not None:
-        add("smtp_tls_cert_not_after_timestamp_seconds", cert.not_after.timestamp())
-        add("smtp_tls_cert_not_before_timestamp_seconds", cert.not_before.timestamp())
-        add("smtp_tls_cert_chain_not_after_timestamp_seconds", cert.chain_not_after.timestamp())
-        add("smtp_tls_cert_verified", float(cert.verified))
-        if cert.verify_error is not None:
-            add(
-                "smtp_tls_cert_verify_error_info",
-                1.0,
-                reason=cert.verify_error.value,
-                detail=bounded(cert.verify_detail),
-            )
-        add(
-            "smtp_tls_cert_info",
-            1.0,
-            subject=bounded(cert.subject),
-            issuer=bounded(cert.issuer),
-            serial=bounded(cert.serial),
-            fingerprint_sha256=cert.fingerprint_sha256,
-            key_type=bounded(cert.key_type),
-            key_bits=str(cert.key_bits),
-            signature_algorithm=bounded(cert.signature_algorithm),
-            sans=bounded(",".join(cert.sans)),
-        )
+    if result.certificate is not None:
+        _add_certificate(add, result.certificate)
     add("smtp_tls_probe_duration_seconds", result.duration)
     add("smtp_tls_probe_timestamp_seconds", result.finished)
     if len(result.addresses) > 1:
         _add_addresses(add, result.addresses)
+    if result.dane is not None:
+        add("smtp_tls_dane_tlsa_match", float(result.dane.matched))
+        add("smtp_tls_dane_rollover_ready", float(result.dane.rollover_ready))
+        add("smtp_tls_dane_info", 1.0, detail=bounded(result.dane.detail))
+
+
+def _add_certificate(add: Callable[..., None], cert: CertificateInfo) -> None:
+    """The leaf certificate's dates, verification and details."""
+    add("smtp_tls_cert_not_after_timestamp_seconds", cert.not_after.timestamp())
+    add("smtp_tls_cert_not_before_timestamp_seconds", cert.not_before.timestamp())
+    add("smtp_tls_cert_chain_not_after_timestamp_seconds", cert.chain_not_after.timestamp())
+    add("smtp_tls_cert_verified", float(cert.verified))
+    if cert.verify_error is not None:
+        add(
+            "smtp_tls_cert_verify_error_info",
+            1.0,
+            reason=cert.verify_error.value,
+            detail=bounded(cert.verify_detail),
+        )
+    add(
+        "smtp_tls_cert_info",
+        1.0,
+        subject=bounded(cert.subject),
+        issuer=bounded(cert.issuer),
+        serial=bounded(cert.serial),
+        fingerprint_sha256=cert.fingerprint_sha256,
+        key_type=bounded(cert.key_type),
+        key_bits=str(cert.key_bits),
+        signature_algorithm=bounded(cert.signature_algorithm),
+        sans=bounded(",".join(cert.sans)),
+    )
 
 
 def _add_addresses(add: Callable[..., None], addresses: tuple[AddressResult, ...]) -> None:
@@ -318,6 +335,30 @@ DOMAIN_FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("smtp_tls_mx_hosts", "gauge", "MX hosts the domain's mail goes to, as probed."),
     ("smtp_tls_mx_lookup_timestamp_seconds", "gauge",
      "When the domain's MX records were last looked up, in Unix seconds."),
+    ("smtp_tls_mta_sts_policy_valid", "gauge",
+     "Where the domain publishes an _mta-sts record: 1 when senders get a valid MTA-STS "
+     "policy, 0 when the record or the policy is broken."),
+    ("smtp_tls_mta_sts_info", "info",
+     "How far the domain's MTA-STS got: valid, or the RFC 8460 result type (sts-policy-"
+     "fetch-error, sts-policy-invalid, sts-webpki-invalid), record-invalid, dns-failure."),
+    ("smtp_tls_mta_sts_policy_info", "info", "The valid MTA-STS policy's id and mode."),
+    ("smtp_tls_mta_sts_policy_max_age_seconds", "gauge",
+     "How long senders may cache the valid MTA-STS policy."),
+    ("smtp_tls_mta_sts_mx_covered", "gauge",
+     "Per MX host of a domain with a valid MTA-STS policy: 1 when an mx pattern of the "
+     "policy covers it, 0 when senders enforcing the policy will not deliver to it."),
+    ("smtp_tls_mta_sts_policy_changed_without_id", "gauge",
+     "1 when the MTA-STS policy changed but the _mta-sts record's id did not: senders "
+     "keep the old policy until it expires."),
+    ("smtp_tls_tlsrpt_record_valid", "gauge",
+     "Where the domain publishes a _smtp._tls record: 1 valid, 0 broken (no reports)."),
+    ("smtp_tls_tlsrpt_info", "info", "The TLS-RPT record's status and what is wrong."),
+    ("smtp_tls_dnssec_secure", "gauge",
+     "1 when DNSSEC validates the domain's MX answer, 0 when it is unsigned or bogus; "
+     "absent without a validating resolver in dns.servers."),
+    ("smtp_tls_dnssec_info", "info", "What DNSSEC says of the domain's MX answer."),
+    ("smtp_tls_dane_tlsa_lookup_info", "info",
+     "Per MX host: its TLSA look-up (secure, insecure, bogus, no_records, unknown, error)."),
 )  # fmt: skip
 
 
@@ -344,6 +385,51 @@ def add_domain(sink: Sink, status: DomainStatus) -> None:
     add("smtp_tls_mx_hosts", float(len(status.hosts)))
     if status.checked is not None:
         add("smtp_tls_mx_lookup_timestamp_seconds", status.checked)
+    if status.policy is not None:
+        _add_policy(add, status, status.policy)
+
+
+def _add_policy(add: Callable[..., None], status: DomainStatus, policy: DomainPolicy) -> None:
+    """MTA-STS, TLS-RPT, DNSSEC and the MX hosts' TLSA look-ups of one domain."""
+    port = status.domain.template.port
+    _add_mta_sts(add, status, policy, port)
+    rpt = policy.tlsrpt
+    if rpt.status is not RecordStatus.ABSENT:
+        add("smtp_tls_tlsrpt_record_valid", float(rpt.status is RecordStatus.VALID))
+        add("smtp_tls_tlsrpt_info", 1.0, status=rpt.status.value, detail=bounded(rpt.detail))
+    signed = policy.dnssec.status
+    if signed in (DnssecStatus.SECURE, DnssecStatus.INSECURE, DnssecStatus.BOGUS):
+        add("smtp_tls_dnssec_secure", float(signed is DnssecStatus.SECURE))
+    add("smtp_tls_dnssec_info", 1.0, status=signed.value, detail=bounded(policy.dnssec.detail))
+    for host, lookup in policy.tlsa:
+        add("smtp_tls_dane_tlsa_lookup_info", 1.0, target=format_address(host, port),
+            status=lookup.status.value, detail=bounded(lookup.detail))  # fmt: skip
+
+
+def _add_mta_sts(
+    add: Callable[..., None], status: DomainStatus, policy: DomainPolicy, port: int
+) -> None:
+    record = policy.sts_record
+    if record.status is RecordStatus.ABSENT:
+        return
+    fetched = policy.sts_fetch
+    if record.status is not RecordStatus.VALID:
+        result = "record-invalid" if record.status is RecordStatus.INVALID else "dns-failure"
+        detail = record.detail
+    else:
+        assert fetched is not None  # a valid record is always followed by a fetch
+        result, detail = fetched.result.value, fetched.detail
+    valid = policy.policy
+    add("smtp_tls_mta_sts_policy_valid", float(valid is not None))
+    add("smtp_tls_mta_sts_info", 1.0, result=result, detail=bounded(detail))
+    if valid is None or record.record is None:
+        return
+    add("smtp_tls_mta_sts_policy_info", 1.0, id=record.record.id, mode=valid.mode.value)
+    add("smtp_tls_mta_sts_policy_max_age_seconds", float(valid.max_age))
+    add("smtp_tls_mta_sts_policy_changed_without_id", float(policy.sts_changed_without_id))
+    for host in status.hosts:
+        add("smtp_tls_mta_sts_mx_covered", float(valid.covers(host.host)),
+            target=format_address(host.host, port))  # fmt: skip
 
 
 class DomainCollector(Collector):

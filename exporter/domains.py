@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Final
 
-from exporter import mx
+from exporter import mx, policies
 from exporter.clock import Clock, SystemClock
 from exporter.results import ProbeResult
 from exporter.store import DomainStatus, MxEntry, ResultStore
@@ -98,8 +98,11 @@ class DomainWatcher:
         found = list(self._static)
         taken = {target.name for target in found}
         for entry in self._domains.values():
+            policy = entry.status.policy
             for host in entry.status.hosts:
-                target = entry.domain.target_for(host.host, entry.addresses.get(host.host, ()))
+                dane = None if policy is None else policy.dane_for(host.host)
+                addresses = entry.addresses.get(host.host, ())
+                target = entry.domain.target_for(host.host, addresses, dane)
                 if target.name not in taken:
                     taken.add(target.name)
                     found.append(target)
@@ -141,15 +144,35 @@ class DomainWatcher:
                 hosts = tuple(MxEntry(h.name, h.preference, h.note) for h in lookup.hosts)
                 if self._resolve_hosts:
                     entry.addresses = await self._addresses(hosts)
+            policy = await self._policy(entry, hosts)
         now = self._clock.monotonic()
         entry.due = _next_due(now, entry.phase, interval)
-        entry.status = DomainStatus(entry.domain, lookup, time.time(), hosts)
+        entry.status = DomainStatus(entry.domain, lookup, time.time(), hosts, policy)
         if not lookup.answered or lookup.problems:
             log.info(
                 "MX look-up",
                 extra={"fields": {"domain": entry.domain.domain, "status": lookup.status.value,
                                   "detail": lookup.detail, "problems": list(lookup.problems)}},
             )  # fmt: skip
+
+    async def _policy(
+        self, entry: _Domain, hosts: tuple[MxEntry, ...]
+    ) -> policies.DomainPolicy | None:
+        """The domain's transport policies; the last ones where a bug stopped the look-up."""
+        template = entry.domain.template
+        try:
+            return await policies.look_up(
+                entry.domain.domain,
+                tuple(host.host for host in hosts),
+                template.port,
+                self._resolver,
+                ca_file=template.ca_file,
+                previous=entry.status.policy,
+            )
+        except Exception:  # a bug costs this look-up, reported, nothing more
+            fields = {"domain": entry.domain.domain}
+            log.exception("policy look-up failed", extra={"fields": fields})
+            return entry.status.policy
 
     async def _addresses(self, hosts: tuple[MxEntry, ...]) -> dict[str, tuple[str, ...]]:
         """Each host's addresses from the configured DNS; none where it did not answer

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from exporter.dane import DaneResult
 from exporter.target import TLSVersion
 
 
@@ -142,6 +143,8 @@ class ProbeResult:
     #: For a host with addresses of both families: the first address of each, probed on
     #: its own (the first is the one the rest of the result describes); else empty.
     addresses: tuple[AddressResult, ...] = ()
+    #: The chain against the host's TLSA records, where DANE applies to it.
+    dane: DaneResult | None = None
     #: What every connection said and did, packed (`exporter.transcript`); for people.
     transcript: bytes = b""
 

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from exporter.mx import MxLookup
+from exporter.policies import DomainPolicy
 from exporter.results import ProbeResult, Reason
 from exporter.target import MailDomain, Target
 
@@ -52,6 +53,8 @@ class DomainStatus:
     #: Unix time of the last look-up.
     checked: float | None
     hosts: tuple[MxEntry, ...]
+    #: MTA-STS, TLS-RPT, DNSSEC and TLSA, looked up with the MX records.
+    policy: DomainPolicy | None = None
 
 
 class ResultStore:

@@ -74,6 +74,15 @@ DEFAULT_VERSIONS: tuple[TLSVersion, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
+class DaneExpectation:
+    """TLSA records (usage, selector, matching type, data) a sender checks the host's
+    chain against, and the names a DANE-TA leaf may carry (RFC 7672)."""
+
+    records: tuple[tuple[int, int, int, bytes], ...]
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     """One SMTP endpoint with everything the probe and the scheduler need."""
 
@@ -93,6 +102,8 @@ class Target:
     #: The host's addresses, already looked up (an MX host, through the configured DNS);
     #: empty: the probe looks the host up itself.
     addresses: tuple[str, ...] = ()
+    #: The host's DNSSEC-validated TLSA records, where senders authenticate it by DANE.
+    dane: DaneExpectation | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -130,7 +141,9 @@ class MailDomain:
         """The domain: what shards are chosen by."""
         return self.domain
 
-    def target_for(self, host: str, addresses: tuple[str, ...] = ()) -> Target:
+    def target_for(
+        self, host: str, addresses: tuple[str, ...] = (), dane: DaneExpectation | None = None
+    ) -> Target:
         """The target that probes MX host `host`: named `host:port`, `host` as servername."""
         return dataclasses.replace(
             self.template,
@@ -139,4 +152,5 @@ class MailDomain:
             servername=host,
             labels=(),
             addresses=addresses,
+            dane=dane,
         )

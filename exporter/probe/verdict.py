@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from exporter import dane
+from exporter.dane import DaneResult, Tlsa
 from exporter.probe import certs
 from exporter.probe.outcomes import (
     Accepted,
@@ -59,6 +61,8 @@ class Findings:
     error: Failed | None
     #: Why the default client's handshake failed, where it got as far as trying.
     default_client_error: str = ""
+    #: The chain against the target's TLSA records, where DANE applies.
+    dane: DaneResult | None = None
 
     def at(self, address: str) -> AddressResult:
         """What these findings say about one address."""
@@ -87,6 +91,7 @@ class Findings:
             certificate=self.certificate,
             default_client_error=self.default_client_error,
             addresses=addresses,
+            dane=self.dane,
             transcript=transcript,
         )
 
@@ -113,6 +118,7 @@ def decide(
         error = error or _no_handshake(outcomes, default)
     certificate, certificate_error = _certificate(target.servername, outcomes, default, trust)
     return Findings(
+        dane=_dane(target, outcomes, default),
         versions=versions,
         starttls_advertised=_starttls_advertised(target, outcomes, default),
         negotiated=default.negotiated if isinstance(default, Handshake) else None,
@@ -254,6 +260,18 @@ def _certificate(
         cause = default.detail or default.reason.value
         return None, Failed(default.reason, f"no certificate could be read: {cause}")
     return None, Failed(Reason.TLS_PROTOCOL_ERROR, "no certificate could be read")
+
+
+def _dane(
+    target: Target, outcomes: Mapping[TLSVersion, VersionOutcome], default: DefaultOutcome
+) -> DaneResult | None:
+    """The chain the host presented against its TLSA records (RFC 7672), where it has
+    DNSSEC-validated ones; unknown while no chain was read (the probe's error says why)."""
+    chain = _best_chain(outcomes, default)
+    if target.dane is None or not chain:
+        return None
+    records = [Tlsa(*record) for record in target.dane.records]
+    return dane.check(chain, records, target.dane.names)
 
 
 def _best_chain(

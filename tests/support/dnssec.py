@@ -58,6 +58,7 @@ BROKEN: Final = f"broken.{ANCHOR}"
 NAMES: Final[dict[str, str]] = {
     SECURE: "signed: MX mail, _mta-sts (two strings, beside another TXT), _smtp._tls",
     f"mail.{SECURE}": "an MX host with TLSA records at port 25 and every listener port",
+    f"mta-sts.{SECURE}": "where its MTA-STS policy is served (127.0.0.1)",
     f"notlsa.{SECURE}": "MX plain: a host without TLSA records (NXDOMAIN, signed)",
     f"nodata.{SECURE}": "a host whose _25._tcp name has a TXT record only (NODATA)",
     f"alias.{SECURE}": "CNAME to mail: its TLSA records are mail's (RFC 7672 2.2.2)",
@@ -144,6 +145,7 @@ def unsigned_zones(records: Mapping[int, tuple[dane.Tlsa, ...]]) -> dict[str, st
         + f'_mta-sts TXT "v=STSv1; " "id={STS_ID};"\n'
         + '_mta-sts TXT "an unrelated record"\n'
         + f'_smtp._tls TXT "v=TLSRPTv1; rua={TLSRPT_RUA}"\n'
+        + "mta-sts A 127.0.0.1\n"
         + "plain A 127.0.0.1\n"
         + "notlsa MX 10 plain\n"
         + "nodata A 127.0.0.1\n"
@@ -407,6 +409,12 @@ class DnssecServers:
         unbound = self.unbound if ede else self.unbound_plain
         assert unbound is not None, "not running"
         return Resolver([unbound.server], timeout=timeout)
+
+    @property
+    def validating_server(self) -> str:
+        """The validating unbound (with extended errors), as a ``dns.servers`` entry."""
+        assert self.unbound is not None, "not running"
+        return self.unbound.server
 
     @property
     def nsd_server(self) -> str:
