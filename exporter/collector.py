@@ -111,6 +111,9 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("smtp_tls_address_probe_success", "gauge",
      "For a host with IPv4 and IPv6 addresses, per address: 1 when its probe reached a "
      "verdict for every version."),
+    ("smtp_tls_address_dane_tlsa_match", "gauge",
+     "For a host with IPv4 and IPv6 addresses and DNSSEC-validated TLSA records, per "
+     "address: 1 when the chain it presented matches them, 0 when not."),
     ("smtp_tls_addresses_agree", "gauge",
      "For a host with IPv4 and IPv6 addresses: 1 when every address reached the same "
      "verdict for every version, 0 when one differs or reached none."),
@@ -203,6 +206,9 @@ def _add_addresses(add: Callable[..., None], addresses: tuple[AddressResult, ...
     """Per address of a dual-stack host, and whether they agree."""
     for found in addresses:
         add("smtp_tls_address_probe_success", float(found.success), address=found.address)
+        if found.dane_matched is not None:
+            add("smtp_tls_address_dane_tlsa_match", float(found.dane_matched),
+                address=found.address)  # fmt: skip
         for v in found.versions:
             if v.supported is not None:
                 add("smtp_tls_address_version_supported", float(v.supported),

@@ -122,6 +122,8 @@ class AddressResult:
     success: bool
     error: Reason | None
     versions: tuple[VersionResult, ...]
+    #: Whether this address's chain matched the host's TLSA records, where DANE applies.
+    dane_matched: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -595,3 +595,44 @@ def test_a_host_with_one_family_gets_no_per_address_series(certs: TestCerts) -> 
         result = run(server, certs, addresses=("127.0.0.1", "127.0.0.2"))
     assert result.success
     assert result.addresses == ()
+
+
+def test_dane_is_checked_on_every_address_of_a_dual_stack_host(certs: TestCerts) -> None:
+    """Each address of an MX host is a path mail takes: a DANE sender reaching the IPv6
+    address, which presents another key, would not deliver."""
+    import hashlib
+    import socket as sockets
+
+    from cryptography.hazmat.primitives.serialization import PublicFormat
+
+    from exporter.collector import add_result
+    from exporter.target import DaneExpectation
+
+    try:
+        with sockets.socket(sockets.AF_INET6) as probe_socket:
+            probe_socket.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    leaf = certs.rsa.leaf_certificate()
+    spki = leaf.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    expectation = DaneExpectation(((3, 1, 1, hashlib.sha256(spki).digest()),), ("mail.test",))
+    rsa_server = Behaviour(context=context(certs, V.TLSv1_2, V.TLSv1_3))
+    ecdsa_server = Behaviour(context=context(certs, V.TLSv1_2, V.TLSv1_3, "ecdsa"))
+    with InprocServer(rsa_server) as v4, InprocServer(ecdsa_server, host="::1", port=v4.port):
+        target = Target(host="dual.test", port=v4.port, servername="mail.test",
+                        ehlo_name="probe.test", ca_file=str(certs.ca_pem),
+                        addresses=("127.0.0.1", "::1"), dane=expectation)  # fmt: skip
+        result = asyncio.run(probe(target))
+    assert result.dane is not None
+    assert result.dane.matched  # the first address, which the result describes
+    assert [(a.address, a.dane_matched) for a in result.addresses] == [
+        ("127.0.0.1", True),
+        ("::1", False),
+    ]
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    add_result(lambda n, ls, v: samples.__setitem__((n, tuple(sorted(ls.items()))), v),
+               target, result)  # fmt: skip
+    name = f"dual.test:{target.port}"
+    assert samples[("smtp_tls_dane_tlsa_match", (("target", name),))] == 1
+    key = (("address", "::1"), ("target", name))
+    assert samples[("smtp_tls_address_dane_tlsa_match", key)] == 0

@@ -67,7 +67,8 @@ class Findings:
     def at(self, address: str) -> AddressResult:
         """What these findings say about one address."""
         reason = self.error.reason if self.error else None
-        return AddressResult(address, self.error is None, reason, self.versions)
+        matched = None if self.dane is None else self.dane.matched
+        return AddressResult(address, self.error is None, reason, self.versions, matched)
 
     def result(
         self,
