@@ -373,3 +373,30 @@ def test_a_file_the_exporter_may_no_longer_read_keeps_the_old_config(shared_dir:
         assert response.status == 500, response.text
         assert f"{path}: cannot read the file: Permission denied" in response.text
         assert_still_probing(process, "unreadable")
+
+
+def test_problems_are_text_even_when_the_file_writes_lone_surrogates(tmp_path: Path) -> None:
+    """YAML escapes can make a key that no encoding takes; the problem naming it must still
+    be sent as the reload's answer and shown on the status page."""
+    path = tmp_path / "config.yaml"
+    path.write_text('targets:\n  - host: a.example\n    "\\ud800": 1\n')
+    with pytest.raises(ConfigError) as error:
+        load_config(path, default_ehlo_name="probe.example.org")
+    assert str(error.value).encode("utf-8")
+    assert "targets[0].\\ud800: unknown key" in str(error.value)
+
+
+def test_a_reload_that_names_a_lone_surrogate_keeps_the_status_page(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    write_config(path, _config(free_port()))
+    with running_exporter(path) as process:
+        process.wait_for_targets(["old"], timeout=20)
+        path.write_text('targets:\n  - host: a.example\n    "\\ud800": 1\n')
+        response = process.reload()
+        assert response.status == 500
+        assert "targets[0].\\ud800: unknown key" in response.text
+        page = process.get("/")
+        assert page.status == 200
+        assert "FAILED" in page.text
+        assert_still_probing(process, "surrogate")
+        assert "Traceback" not in process.log()

@@ -38,6 +38,7 @@ def config_or_error(text: str) -> Config | ConfigError:
         for problem in result.problems:
             assert problem
             assert "\n" not in problem, problem
+            assert problem.encode("utf-8")  # it goes into HTTP answers and the status page
         assert all(line.startswith("fuzz.yaml: ") for line in str(result).splitlines())
     return result
 

@@ -37,11 +37,18 @@ class ConfigError(Exception):
 
     def __init__(self, source: str, problems: Iterable[str]) -> None:
         self.source = source
-        self.problems: tuple[str, ...] = tuple(problems)
+        self.problems: tuple[str, ...] = tuple(map(_text, problems))
         super().__init__(source, self.problems)
 
     def __str__(self) -> str:
-        return "\n".join(f"{self.source}: {problem}" for problem in self.problems)
+        return "\n".join(f"{_text(self.source)}: {problem}" for problem in self.problems)
+
+
+def _text(problem: str) -> str:
+    """`problem` as text every encoding takes: a YAML escape can put a lone surrogate into a
+    key (a file name that is no UTF-8 has them too), and the message quoting it goes into
+    the reload's HTTP answer and the status page."""
+    return problem.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def load_config(path: str | os.PathLike[str], *, default_ehlo_name: str | None = None) -> Config:
