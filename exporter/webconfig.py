@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 
 from exporter.config.problems import ProblemList, join
 from exporter.config.values import describe
-from exporter.config.yamlfile import Positions, YamlProblem, load_yaml
+from exporter.config.yamlfile import Positions, YamlProblem, encodable, load_yaml
 
 
 class ClientAuth(StrEnum):
@@ -209,11 +209,12 @@ class WebConfigError(Exception):
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
-        self.problems: tuple[str, ...] = tuple(problems)
+        # quoted keys and file names go into the reload's HTTP answer
+        self.problems: tuple[str, ...] = tuple(map(encodable, problems))
         super().__init__(source, self.problems)
 
     def __str__(self) -> str:
-        return "\n".join(f"{self.source}: {problem}" for problem in self.problems)
+        return "\n".join(f"{encodable(self.source)}: {problem}" for problem in self.problems)
 
 
 # --- Reading the file ----------------------------------------------------------------------

@@ -206,6 +206,16 @@ def test_pem_text_that_no_file_or_encoding_takes_is_a_problem(
     assert any(problem.startswith(expected) for problem in found), found
 
 
+def test_problems_are_text_even_when_the_file_writes_lone_surrogates(certs: WebCerts) -> None:
+    """A YAML escape can make a key no encoding takes: the problem naming it goes into the
+    reload's HTTP answer all the same."""
+    error = WebConfigError("web\udcff.yml", ["\ud800: unknown key"])
+    assert error.problems == ("\\ud800: unknown key",)
+    assert str(error).encode("utf-8") == b"web\\udcff.yml: \\ud800: unknown key"
+    found = problems('"\\ud800": 1', certs)
+    assert all(problem.encode("utf-8") for problem in found)
+
+
 def test_inline_certificate_and_key(certs: WebCerts) -> None:
     indent = "\n      "
     cert = indent.join(certs.server_cert_file.read_text().splitlines())

@@ -9,7 +9,13 @@ from dataclasses import dataclass, field
 from exporter.access import OnDemandSettings
 from exporter.config.reader import ConfigDocumentReader
 from exporter.config.values import ValueContext
-from exporter.config.yamlfile import FileProblem, YamlProblem, load_yaml, read_text_file
+from exporter.config.yamlfile import (
+    FileProblem,
+    YamlProblem,
+    encodable,
+    load_yaml,
+    read_text_file,
+)
 from exporter.target import DnsSettings, MailDomain, Target
 
 
@@ -37,18 +43,12 @@ class ConfigError(Exception):
 
     def __init__(self, source: str, problems: Iterable[str]) -> None:
         self.source = source
-        self.problems: tuple[str, ...] = tuple(map(_text, problems))
+        # quoted keys and file names go into the reload's HTTP answer and the status page
+        self.problems: tuple[str, ...] = tuple(map(encodable, problems))
         super().__init__(source, self.problems)
 
     def __str__(self) -> str:
-        return "\n".join(f"{_text(self.source)}: {problem}" for problem in self.problems)
-
-
-def _text(problem: str) -> str:
-    """`problem` as text every encoding takes: a YAML escape can put a lone surrogate into a
-    key (a file name that is no UTF-8 has them too), and the message quoting it goes into
-    the reload's HTTP answer and the status page."""
-    return problem.encode("utf-8", "backslashreplace").decode("utf-8")
+        return "\n".join(f"{encodable(self.source)}: {problem}" for problem in self.problems)
 
 
 def load_config(path: str | os.PathLike[str], *, default_ehlo_name: str | None = None) -> Config:

@@ -33,6 +33,12 @@ class _TooLarge(YamlProblem):
     """The document expands past `MAX_NODES`: the same with either parser, so no retry."""
 
 
+def encodable(text: str) -> str:
+    """`text` as every encoding takes it: YAML escapes (`"\\ud800"`) and file names that are
+    no UTF-8 hold lone surrogates, which a message quoting them turns into `\\ud800`."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class FileProblem(Exception):
     """The file cannot be read as a config file; the message says why, in one line."""
 
