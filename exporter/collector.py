@@ -82,6 +82,9 @@ def stable_detail(text: str) -> str:
 FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("smtp_tls_version_supported", "gauge",
      "1 when the server accepts this TLS version, 0 when it refuses it; absent when unknown."),
+    ("smtp_tls_version_checked_timestamp_seconds", "gauge",
+     "When this version's verdict was reached, in Unix seconds: under legacy_interval, "
+     "older than the last probe for SSLv3, TLS 1.0 and 1.1; absent when unknown."),
     ("smtp_tls_probe_success", "gauge",
      "1 when the last probe reached a verdict for every configured version and read the "
      "certificate where TLS was offered."),
@@ -142,10 +145,7 @@ def add_result(sink: Sink, target: Target, result: ProbeResult) -> None:
     def add(name: str, value: float, **extra: str) -> None:
         sink(name, {**base, **extra} if extra else base, value)
 
-    for version in result.versions:
-        supported = version.supported
-        if supported is not None:
-            add("smtp_tls_version_supported", float(supported), version=version.version.value)
+    _add_versions(add, result)
     add("smtp_tls_probe_success", float(result.success))
     if result.error is not None:
         add(
@@ -173,6 +173,19 @@ def add_result(sink: Sink, target: Target, result: ProbeResult) -> None:
         add("smtp_tls_dane_tlsa_match", float(result.dane.matched))
         add("smtp_tls_dane_rollover_ready", float(result.dane.rollover_ready))
         add("smtp_tls_dane_info", 1.0, detail=bounded(result.dane.detail))
+
+
+def _add_versions(add: Callable[..., None], result: ProbeResult) -> None:
+    """Each version's verdict, and when it was reached; nothing for an unknown one."""
+    for version in result.versions:
+        if version.supported is not None:
+            name = version.version.value
+            add("smtp_tls_version_supported", float(version.supported), version=name)
+    for version in result.versions:
+        if version.supported is not None:
+            checked = result.finished if version.checked is None else version.checked
+            add("smtp_tls_version_checked_timestamp_seconds", checked,
+                version=version.version.value)  # fmt: skip
 
 
 def _add_certificate(add: Callable[..., None], cert: CertificateInfo) -> None:

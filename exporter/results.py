@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from exporter.dane import DaneResult
@@ -60,6 +60,9 @@ class VersionResult:
     detail: str = ""
     #: The cipher suite the server chose (IANA number), when it accepted.
     cipher: int | None = None
+    #: Unix time the verdict was reached, when an earlier probe reached it (a version
+    #: tested on the slower `legacy_interval`); None: by the probe it is part of.
+    checked: float | None = None
 
     @property
     def supported(self) -> bool | None:
@@ -181,6 +184,26 @@ class ProbeResult:
             certificate=None,
             transcript=transcript,
         )
+
+    def carried_over(
+        self, previous: ProbeResult | None, versions: tuple[TLSVersion, ...]
+    ) -> ProbeResult:
+        """This result with every one of `versions` it did not test taken from `previous`
+        (with when it was tested), or unknown where no probe has tested it yet."""
+        tested = {v.version: v for v in self.versions}
+        earlier = {} if previous is None else {v.version: v for v in previous.versions}
+        merged = []
+        for version in versions:
+            found = tested.get(version)
+            if found is None:
+                old = earlier.get(version)
+                if old is None or previous is None:
+                    found = VersionResult(version, Verdict.UNKNOWN, "not tested yet")
+                else:
+                    when = old.checked if old.checked is not None else previous.finished
+                    found = replace(old, checked=when)
+            merged.append(found)
+        return replace(self, versions=tuple(merged))
 
     def version(self, version: TLSVersion) -> VersionResult | None:
         for result in self.versions:

@@ -21,12 +21,12 @@ import logging
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from exporter.clock import Clock, SystemClock
 from exporter.results import ProbeResult, Reason
 from exporter.store import ResultStore
-from exporter.target import Target
+from exporter.target import LEGACY_VERSIONS, Target, TLSVersion
 
 log = logging.getLogger("exporter.scheduler")
 
@@ -80,6 +80,8 @@ class _State:
     #: When its host first became free for it, while it has not started since: a probe
     #: parked again (another probe of the host took the free turn) keeps counting from here.
     freed: float | None = None
+    #: When a probe that tested every version (the legacy ones too) last started.
+    legacy_start: float | None = None
 
 
 @dataclass(order=True, slots=True)
@@ -277,9 +279,27 @@ class Scheduler:
         # the same loop turn) never enters its body, but must still give its slot back.
         state.running.add_done_callback(lambda _: self._finished(state, host))
 
-    async def _probe_one(self, state: _State) -> None:
+    def _round_versions(self, state: _State) -> tuple[TLSVersion, ...]:
+        """The versions this probe tests: all of them, or, under `legacy_interval`, only
+        the current ones while the legacy ones were tested recently enough."""
         target = state.target
+        if target.legacy_interval is None or state.legacy_start is None:
+            return target.versions
+        if self._store.result(target.name) is None:
+            return target.versions
+        # Half an interval of slack: probes start on a grid of `interval`.
+        due = state.legacy_start + target.legacy_interval - target.interval / 2
+        if self._clock.monotonic() >= due:
+            return target.versions
+        return tuple(v for v in target.versions if v not in LEGACY_VERSIONS)
+
+    async def _probe_one(self, state: _State) -> None:
         started, clock = self._clock.time(), self._clock.monotonic()
+        versions = self._round_versions(state)
+        full = versions == state.target.versions
+        if full:
+            state.legacy_start = clock
+        target = state.target if full else replace(state.target, versions=versions)
         try:
             result = await self._bounded_probe(target)
         except TimeoutError:
@@ -289,6 +309,9 @@ class Scheduler:
             result = self._unreached(
                 target, started, clock, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
             )
+        if not full:  # the versions not tested keep their last verdicts
+            previous = self._store.result(target.name)
+            result = result.carried_over(previous, state.target.versions)
         if self._states.get(target.name) is state:
             self._store.record(state.target, result)
             if self._on_result is not None:

@@ -63,6 +63,12 @@ _DISPLAY = {
     TLSVersion.TLS1_3: "TLSv1.3",
 }
 
+#: The versions `legacy_interval` tests less often: they change rarely, and are half the
+#: connections of a probe.
+LEGACY_VERSIONS: frozenset[TLSVersion] = frozenset(
+    {TLSVersion.SSL2, TLSVersion.SSL3, TLSVersion.TLS1_0, TLSVersion.TLS1_1}
+)
+
 #: The versions tested when none are configured (SSLv2 only on request).
 DEFAULT_VERSIONS: tuple[TLSVersion, ...] = (
     TLSVersion.SSL3,
@@ -99,6 +105,8 @@ class Target:
     labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     #: At most this many connections to the host at once within one probe.
     connections: int = defaults.DEFAULT_CONNECTIONS
+    #: How often SSLv2/SSLv3/TLS 1.0/1.1 are tested again; None: every `interval`.
+    legacy_interval: float | None = None
     #: The host's addresses, already looked up (an MX host, through the configured DNS);
     #: empty: the probe looks the host up itself.
     addresses: tuple[str, ...] = ()

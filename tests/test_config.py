@@ -802,6 +802,7 @@ EVERY_KEY: dict[str, tuple[str, tuple[str, object]]] = {
     "name": ("mx-nine", ("name", "mx-nine")),
     "servername": ("mail.example.org", ("servername", "mail.example.org")),
     "interval": ("7m", ("interval", 420.0)),
+    "legacy_interval": ("6h", ("legacy_interval", 21600.0)),
     "timeout": ("17s", ("timeout", 17.0)),
     "ehlo_name": ("other.example.org", ("ehlo_name", "other.example.org")),
     "ca_file": ("null", ("ca_file", None)),

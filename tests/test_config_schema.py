@@ -220,6 +220,10 @@ ROWS = [
         why=NOT_EXPRESSIBLE + "JSON has one number 1, so 1 and 1.0 are the same",
     ),
     # durations
+    Row("legacy-interval", in_defaults("legacy_interval: 6h"), True, helm=True),
+    Row("legacy-interval-target", in_target("legacy_interval: 1d"), True),
+    Row("legacy-interval-0", in_target("legacy_interval: 0s"), False),
+    Row("legacy-interval-half-second", in_defaults("legacy_interval: 0.5"), False),
     Row("interval-30s", in_defaults("interval: 30s"), True),
     Row("interval-30", in_defaults("interval: 30"), True),
     Row("interval-1h30m", in_target("interval: 1h30m"), True, helm=True),
@@ -616,6 +620,7 @@ plausible: dict[str, st.SearchStrategy[Any]] = {
     "interval": st.from_regex(r"\s?([0-9]{1,3}[ywdhms]){1,3}(ms)?\s?", fullmatch=True)
     | st.floats(-1, 4e7)
     | st.integers(-1, 4 * 10**7),
+    "legacy_interval": st.sampled_from(["6h", "1d", 0, "0s", -1, 3600, "1h30m", "x"]),
     "timeout": st.from_regex(r"[0-9]{1,2}(s|ms|m)", fullmatch=True)
     | st.floats(-1, 100)
     | st.sampled_from([1e-7, 1e-6, 0.5]),
@@ -693,6 +698,7 @@ good_values: dict[str, st.SearchStrategy[Any]] = {
     "interval": st.integers(1, 31536000)
     | st.floats(1, 31536000)
     | padded(st.from_regex(r"[1-9][0-9]{0,3}[wdhm]([1-9][0-9]?s)?", fullmatch=True)),
+    "legacy_interval": st.sampled_from(["6h", "1d", 3600, " 12h "]),
     "timeout": st.floats(1e-12, 1, exclude_min=True)
     | st.sampled_from([1, "1s", "500ms", " 1s\u3000", "0h0m1s"]),
     "ehlo_name": st.sampled_from(["probe.example.org", "[192.0.2.1]", "[IPv6:2001:db8::1]"]),

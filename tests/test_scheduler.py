@@ -388,3 +388,61 @@ def test_real_probes_of_in_process_servers(behaviour: Behaviour) -> None:
     else:
         assert result.success
         assert result.starttls_advertised is False
+
+
+def test_legacy_versions_follow_their_own_slower_interval() -> None:
+    """Under legacy_interval, SSLv3, TLS 1.0 and 1.1 are tested every ten minutes while
+    TLS 1.2 and 1.3 are tested every minute; their verdicts carry on in between, with the
+    time they were reached."""
+    from exporter.collector import add_result
+    from exporter.target import DEFAULT_VERSIONS
+
+    clock = ManualClock()
+    store = ResultStore()
+    asked: list[tuple[float, tuple[TLSVersion, ...]]] = []
+
+    async def stand_in(target: Target) -> ProbeResult:
+        asked.append((clock.monotonic(), target.versions))
+        await clock.sleep(1.0)
+        verdict = {TLSVersion.TLS1_0: Verdict.ACCEPTED, TLSVersion.SSL3: Verdict.REFUSED}
+        return ProbeResult(
+            target=target.name, started=clock.time() - 1.0, duration=1.0, success=True,
+            error=None, error_detail="", starttls_advertised=True,
+            versions=tuple(VersionResult(v, verdict.get(v, Verdict.ACCEPTED))
+                           for v in target.versions),
+            negotiated=None, certificate=None,
+        )  # fmt: skip
+
+    target = mx(1, versions=DEFAULT_VERSIONS, legacy_interval=600.0)
+    t0 = clock.monotonic()
+
+    async def case() -> None:
+        scheduler = Scheduler(store, stand_in, clock=clock)
+        scheduler.apply((target,))
+        async with running(scheduler):
+            await clock.advance(1250)
+
+    run(case)
+    full = [at - t0 for at, versions in asked if versions == DEFAULT_VERSIONS]
+    current = [versions for _, versions in asked if versions != DEFAULT_VERSIONS]
+    assert full[0] == 0
+    assert len(full) == 3, full  # at the start, about 10 and about 20 minutes later
+    assert all(570 <= b - a <= 630 for a, b in itertools.pairwise(full)), full
+    assert set(current) == {(TLSVersion.TLS1_2, TLSVersion.TLS1_3)}
+    assert len(asked) >= 20  # TLS 1.2 and 1.3 still every minute
+    result = store.result(target.name)
+    assert result is not None
+    assert [v.version for v in result.versions] == list(DEFAULT_VERSIONS)
+    assert result.version(TLSVersion.TLS1_0) is not None
+    samples: dict[tuple[str, str], float] = {}
+    add_result(lambda n, ls, v: samples.__setitem__((n, ls.get("version", "")), v),
+               target, result)  # fmt: skip
+    assert samples[("smtp_tls_version_supported", "1.0")] == 1  # carried on
+    assert samples[("smtp_tls_version_supported", "ssl3")] == 0
+    checked_10 = samples[("smtp_tls_version_checked_timestamp_seconds", "1.0")]
+    checked_12 = samples[("smtp_tls_version_checked_timestamp_seconds", "1.2")]
+    assert checked_12 == result.finished
+    if asked[-1][1] == DEFAULT_VERSIONS:
+        assert checked_10 == checked_12
+    else:  # from the last full probe, a while ago
+        assert checked_12 - 600 < checked_10 < checked_12

@@ -341,6 +341,13 @@ class Section:
 INTERVAL: Key[float] = Key(
     "interval", Duration(minimum=MIN_INTERVAL), DEFAULT_INTERVAL, "How often the target is probed."
 )
+LEGACY_INTERVAL: Key[float | None] = Key(
+    "legacy_interval",
+    Duration(minimum=MIN_INTERVAL),
+    None,
+    "How often SSLv2, SSLv3, TLS 1.0 and 1.1 are tested again (their verdicts carry on in "
+    "between); TLS 1.2, 1.3 and the certificate follow `interval`. Default: every interval.",
+)
 TIMEOUT: Key[float] = Key(
     "timeout",
     Duration(),
@@ -414,6 +421,7 @@ SERVERNAME: Key[str | None] = Key(
 #: Keys of `defaults`, which every target may also set.
 SETTINGS: tuple[Key[Any], ...] = (
     INTERVAL,
+    LEGACY_INTERVAL,
     TIMEOUT,
     EHLO_NAME,
     CA_FILE,
@@ -502,7 +510,7 @@ def _json_default(key: Key[Any]) -> object:
     """The default as it would be written in the file, or None where there is none to write."""
     default = key.default
     if isinstance(key.kind, Duration):
-        return format_duration(default)
+        return None if default is None else format_duration(default)
     if isinstance(default, tuple):
         return [item.value if isinstance(item, Enum) else item for item in default]
     if isinstance(default, Mapping):
