@@ -360,7 +360,7 @@ def test_rate_limit_interval(interval: object, seconds: float | None, certs: Web
 def test_a_user_name_that_is_no_text_is_a_problem(certs: WebCerts) -> None:
     found = problems(f'basic_auth_users: {{"\\ud800": "{bcrypt_hash("pw")}"}}', certs)
     assert found == [
-        "basic_auth_users.\ud800: the user name is not text (a lone surrogate) (line 1)"
+        "basic_auth_users.\\ud800: the user name is not text (a lone surrogate) (line 1)"
     ]
 
 
