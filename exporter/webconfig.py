@@ -29,7 +29,14 @@ from cryptography.hazmat.primitives import serialization
 
 from exporter.config.problems import ProblemList, join
 from exporter.config.values import describe
-from exporter.config.yamlfile import Positions, YamlProblem, encodable, load_yaml
+from exporter.config.yamlfile import (
+    FileProblem,
+    Positions,
+    YamlProblem,
+    encodable,
+    load_yaml,
+    read_text_file,
+)
 
 
 class ClientAuth(StrEnum):
@@ -225,15 +232,9 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     Relative paths in it are relative to its directory, as the toolkit takes them."""
     source = os.fspath(path)
     try:
-        text = Path(source).read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise WebConfigError(source, ["file not found"]) from None
-    except IsADirectoryError:
-        raise WebConfigError(source, ["is a directory, not a file"]) from None
-    except OSError as exc:
-        raise WebConfigError(source, [f"cannot read the file: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError as exc:
-        raise WebConfigError(source, [f"not UTF-8 text: {exc.reason}"]) from None
+        text = read_text_file(source)  # bounded, as the config file
+    except FileProblem as exc:
+        raise WebConfigError(source, [str(exc)]) from None
     return parse_web_config(text, source, os.path.dirname(os.path.abspath(source)))
 
 

@@ -3,6 +3,7 @@ problem at once with key paths and lines, and the SSL contexts it asks for."""
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 
@@ -187,6 +188,17 @@ def test_an_unreadable_web_config_file(tmp_path: Path) -> None:
         load_web_config(tmp_path / "nope.yml")
     with pytest.raises(WebConfigError, match="is a directory"):
         load_web_config(tmp_path)
+
+
+def test_a_web_config_file_is_read_only_up_to_the_limit(tmp_path: Path) -> None:
+    """As the config file: an endless device or a huge file costs 10 MiB at most."""
+    with pytest.raises(WebConfigError, match="holds more than the 10 MiB"):
+        load_web_config("/dev/zero")
+    huge = tmp_path / "huge.yml"
+    huge.write_bytes(b"")
+    os.truncate(huge, 100 * 1024 * 1024)
+    with pytest.raises(WebConfigError, match="104,857,600 bytes, more than the 10 MiB"):
+        load_web_config(huge)
 
 
 @pytest.mark.parametrize(
