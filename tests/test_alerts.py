@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -27,9 +28,30 @@ EXPECTED_ALERTS = {
     "SmtpTlsDomainOnlyLegacyVersions",
     "SmtpTlsDomainMxLookupFailing",
     "SmtpTlsDomainNoMailHost",
+    "SmtpTlsMtaStsMxNotCovered",
+    "SmtpTlsMtaStsMxFailsPolicy",
+    "SmtpTlsMtaStsTestingFailures",
+    "SmtpTlsMtaStsPolicyInvalid",
+    "SmtpTlsMtaStsPolicyChangedWithoutId",
+    "SmtpTlsTlsRptRecordInvalid",
+    "SmtpTlsDaneMismatch",
+    "SmtpTlsDnssecBogus",
+    "SmtpTlsDaneTlsaBogus",
+    "SmtpTlsDaneRolloverNotReady",
 }
 #: The group of the rules on mail domains: their alerts name the domain, not a target.
 DOMAIN_GROUP = "smtp-tls-exporter-domains"
+#: The group of the rules on mail transport policy (MTA-STS, TLS-RPT, DNSSEC, DANE): their
+#: alerts name the domain too.
+POLICY_GROUP = "smtp-tls-exporter-transport-policy"
+#: Host series the transport policy rules join to domains.
+POLICY_HOST_SERIES = (
+    "smtp_tls_starttls_advertised",
+    "smtp_tls_cert_verified",
+    "smtp_tls_dane_tlsa_match",
+    "smtp_tls_address_dane_tlsa_match",
+    "smtp_tls_dane_rollover_ready",
+)
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -45,7 +67,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def load_groups() -> dict[str, list[dict[str, object]]]:
     """Group name -> its rules, in the file's order."""
     groups = yaml.safe_load(ALERTS.read_text())["groups"]
-    assert [g["name"] for g in groups] == ["smtp-tls-exporter", DOMAIN_GROUP]
+    assert [g["name"] for g in groups] == ["smtp-tls-exporter", DOMAIN_GROUP, POLICY_GROUP]
     return {g["name"]: g["rules"] for g in groups}
 
 
@@ -66,7 +88,8 @@ def test_rule_unit_tests() -> None:
 def test_alert_names_and_annotations() -> None:
     rules = load_rules()
     assert {r["alert"] for r in rules} == EXPECTED_ALERTS
-    domain_alerts = {r["alert"] for r in load_groups()[DOMAIN_GROUP]}
+    groups = load_groups()
+    domain_alerts = {r["alert"] for r in groups[DOMAIN_GROUP] + groups[POLICY_GROUP]}
     for rule in rules:
         labels = rule["labels"]
         annotations = rule["annotations"]
@@ -98,6 +121,42 @@ def test_domain_alerts_join_hosts_many_to_one() -> None:
         verdicts = expr.count("smtp_tls_version_supported")
         assert expr.count("max by (target) (smtp_tls_version_supported") == verdicts, rule["alert"]
         assert expr.startswith("count without (target, preference) ("), rule["alert"]
+
+
+def test_policy_alerts_join_hosts_many_to_one() -> None:
+    """Host verdicts (STARTTLS, certificate, DANE) reach a domain through smtp_tls_mx_info
+    as in the domain group: every host series reduced to one series per target (per target
+    and address) before the join, smtp_tls_mx_info the many side."""
+    host_series = "|".join(POLICY_HOST_SERIES)
+    joined = 0
+    for rule in load_groups()[POLICY_GROUP]:
+        expr = " ".join(str(rule["expr"]).split())
+        uses = re.findall(rf"(\w+ by \([^)]*\) \()?\b({host_series})\b", expr)
+        if not uses:
+            continue
+        joined += 1
+        assert "smtp_tls_mx_info * on (target) group_left ()" in expr, rule["alert"]
+        assert "group_right" not in expr, rule["alert"]
+        for reduced, metric in uses:
+            assert reduced in ("max by (target) (", "max by (target, address) ("), (
+                rule["alert"],
+                metric,
+            )
+        assert expr.startswith("count without (target, preference) ("), rule["alert"]
+    assert joined == 4
+
+
+def test_mta_sts_alerts_act_on_a_mode() -> None:
+    """A policy in mode none demands nothing: the rules on MX hosts against a policy name the
+    mode they act on, enforce (critical) or testing (warning)."""
+    for rule in load_groups()[POLICY_GROUP]:
+        expr = " ".join(str(rule["expr"]).split())
+        if "smtp_tls_mta_sts_mx_covered" not in expr and "smtp_tls_mta_sts_policy_info" not in expr:
+            continue
+        modes = re.findall(r'smtp_tls_mta_sts_policy_info\{mode="(\w+)"\}', expr)
+        assert len(modes) == 1, rule["alert"]
+        severity = {"enforce": "critical", "testing": "warning"}[modes[0]]
+        assert rule["labels"] == {"severity": severity}, rule["alert"]
 
 
 def test_every_alert_unit_tested() -> None:
