@@ -1,5 +1,6 @@
 """The Grafana dashboard: structure, every panel query parses as PromQL, and the panels of the
-"Mail domains" row give what they should from a real Prometheus scraping domain series."""
+"Mail domains" and "Transport policy" rows give what they should from a real Prometheus
+scraping domain series."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -16,14 +19,29 @@ import pytest
 import yaml
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from exporter.collector import DomainCollector, ResultCollector
+from exporter.collector import DOMAIN_FAMILIES, DomainCollector, ResultCollector
+from exporter.dane import DaneResult, Tlsa
+from exporter.mtasts import Mode, Policy, Result, StsRecord
+from exporter.mtastsfetch import PolicyFetch
 from exporter.mx import MxLookup, MxStatus
-from exporter.results import ProbeResult, Verdict, VersionResult
+from exporter.policies import DomainPolicy
+from exporter.policydns import (
+    DnssecLookup,
+    DnssecStatus,
+    RecordLookup,
+    RecordStatus,
+    TlsaLookup,
+    TlsaStatus,
+)
+from exporter.results import CertificateInfo, ProbeResult, Verdict, VerifyError, VersionResult
 from exporter.store import DomainStatus, MxEntry, ResultStore
 from exporter.target import MailDomain, Target, TLSVersion
+from exporter.tlsrpt import TlsRptRecord
 from tests.support.dashboard import (
     DASHBOARD_PATH,
+    DOMAIN_ROWS,
     DOMAINS_ROW,
+    POLICY_ROW,
     all_queries,
     domain_queries,
     iter_panels,
@@ -104,17 +122,25 @@ def test_every_panel_uses_datasource_variable(dashboard: dict[str, Any]) -> None
             assert target.get("datasource", DATASOURCE_REF) == DATASOURCE_REF, panel["title"]
 
 
+#: The domain series (`domain` and the domain's labels), as the exporter names them.
+DOMAIN_SERIES = frozenset(name for name, _kind, _doc in DOMAIN_FAMILIES)
+#: Domain series that name an MX host too.
+DOMAIN_HOST_SERIES = frozenset(
+    {"smtp_tls_mx_info", "smtp_tls_mta_sts_mx_covered", "smtp_tls_dane_tlsa_lookup_info"}
+)
+
+
 def test_every_query_filters_on_target(dashboard: dict[str, Any]) -> None:
-    """Host series filter on $target, a domain's series on $domain; smtp_tls_mx_info, which
-    names both, on both."""
+    """Host series filter on $target, a domain's series on $domain; those that name both a
+    domain and an MX host (smtp_tls_mx_info, ...) on both."""
     for panel in iter_panels(dashboard):
         for target in panel["targets"]:
             expr = target["expr"]
             selectors = re.findall(r"\b(smtp_tls_\w+)(\{[^}]*\})?", expr)
             assert selectors, (panel["title"], expr)
             for metric, matchers in selectors:
-                domain_series = metric.startswith("smtp_tls_mx_")
-                if not domain_series or metric == "smtp_tls_mx_info":
+                domain_series = metric in DOMAIN_SERIES
+                if not domain_series or metric in DOMAIN_HOST_SERIES:
                     assert 'target=~"$target"' in matchers, (panel["title"], metric)
                 if domain_series:
                     assert 'domain=~"$domain"' in matchers, (panel["title"], metric)
@@ -167,19 +193,83 @@ def test_mail_domains_row(dashboard: dict[str, Any]) -> None:
     assert panels["Domains failing"]["targets"][0]["expr"].endswith(" or vector(0)")
 
 
+def test_transport_policy_row(dashboard: dict[str, Any]) -> None:
+    panels = {panel["title"]: panel for row, panel in iter_panels_by_row(dashboard)
+              if row == POLICY_ROW}  # fmt: skip
+    assert set(panels) >= {
+        *POLICY_STATS,
+        "Transport policy by domain",
+        "MX hosts: MTA-STS and DANE",
+    }
+    exprs = " ".join(t["expr"] for p in panels.values() for t in p["targets"])
+    # smtp_tls_dnssec_secure aside: the table shows smtp_tls_dnssec_info's status.
+    for metric in (
+        "smtp_tls_mta_sts_policy_valid",
+        "smtp_tls_mta_sts_info",
+        "smtp_tls_mta_sts_policy_info",
+        "smtp_tls_mta_sts_policy_max_age_seconds",
+        "smtp_tls_mta_sts_mx_covered",
+        "smtp_tls_mta_sts_policy_changed_without_id",
+        "smtp_tls_tlsrpt_record_valid",
+        "smtp_tls_tlsrpt_info",
+        "smtp_tls_dnssec_info",
+        "smtp_tls_dane_tlsa_lookup_info",
+        "smtp_tls_dane_tlsa_match",
+        "smtp_tls_address_dane_tlsa_match",
+        "smtp_tls_dane_rollover_ready",
+        "smtp_tls_dane_info",
+        "smtp_tls_cert_verified",
+    ):
+        assert metric in exprs, metric
+    for title in POLICY_STATS:
+        # A stat says 0, not "No data", when no domain has the problem.
+        assert panels[title]["targets"][0]["expr"].endswith(" or vector(0)"), title
+    # One row per domain, and one per domain and MX host, merged from their queries.
+    domains = panels["Transport policy by domain"]
+    assert domains["transformations"][0]["id"] == "merge"
+    columns = domains["transformations"][-1]["options"]["renameByName"]
+    assert set(columns.values()) >= {"Domain", "MTA-STS", "Mode", "Policy id", "Max age",
+                                     "TLS-RPT", "DNSSEC"}  # fmt: skip
+    hosts = panels["MX hosts: MTA-STS and DANE"]
+    assert hosts["transformations"][0]["id"] == "merge"
+    columns = hosts["transformations"][-1]["options"]["renameByName"]
+    assert set(columns.values()) >= {"Domain", "MX host", "MTA-STS covers", "Certificate",
+                                     "TLSA", "DANE", "Rollover ready"}  # fmt: skip
+    for table in (domains, hosts):
+        for target in table["targets"]:
+            assert target["format"] == "table", (table["title"], target["refId"])
+            assert target["expr"].startswith(("max by (domain, ", "max by (domain)")), target
+
+
+def test_tables_merge_on_their_row_labels_only(dashboard: dict[str, Any]) -> None:
+    """The merge of a table's queries joins rows on the labels every query has; any other
+    label two queries share would split rows, so those are renamed (label_replace)."""
+    for row, panel in iter_panels_by_row(dashboard):
+        if row not in DOMAIN_ROWS or panel["type"] != "table":
+            continue
+        by = [re.search(r"max by \(([^)]*)\)", t["expr"]) for t in panel["targets"]]
+        assert all(by), panel["title"]
+        labels = [{name.strip() for name in m.group(1).split(",")} for m in by if m]
+        common = set.intersection(*labels)
+        for i, these in enumerate(labels):
+            for other in labels[i + 1 :]:
+                assert these & other == common, (panel["title"], these, other)
+
+
 def test_queries_substituted() -> None:
     queries = all_queries()
     assert len(queries) >= 20
     for title, expr in queries:
-        assert "$" not in expr, title
+        # Only label_replace's references to its groups ($1) are left.
+        assert not re.search(r"\$(?!\d)", expr), title
         assert 'target=~".*"' in expr or 'domain=~".*"' in expr, title
 
 
-def test_domain_queries_are_those_of_the_domains_row() -> None:
+def test_domain_queries_are_those_of_the_domain_rows() -> None:
     titles = {title for title, _ in domain_queries()}
-    assert titles >= {"Domains failing", "MX hosts by domain", "MX look-ups"}
-    for _title, expr in domain_queries():
-        assert "smtp_tls_mx_" in expr
+    assert titles >= {"Domains failing", "MX hosts by domain", "MX look-ups", *POLICY_STATS}
+    for title, expr in domain_queries():
+        assert set(re.findall(r"\bsmtp_tls_\w+", expr)) & DOMAIN_SERIES, title
 
 
 def test_queries_parse(tmp_path: Path) -> None:
@@ -201,10 +291,11 @@ def test_dashboard_path_is_the_deployed_one() -> None:
     assert DASHBOARD_PATH.parts[-3:] == ("deploy", "grafana", "dashboard.json")
 
 
-# --- the "Mail domains" row against a real Prometheus -------------------------------------
+# --- the "Mail domains" and "Transport policy" rows against a real Prometheus --------------
 #
 # The series are the exporter's own: its collectors render a store holding MX hosts' probe
-# results and domains' look-ups, served to a real Prometheus as a scrape target.
+# results (with their certificates and DANE matches) and domains' look-ups with their
+# policies, served to a real Prometheus as a scrape target.
 
 MODERN = {"1.0": False, "1.1": False, "1.2": True, "1.3": True}
 LEGACY_ONLY = {"1.0": True, "1.1": True, "1.2": False, "1.3": False}
@@ -216,6 +307,22 @@ HOSTS: dict[str, tuple[dict[str, bool], bool]] = {
     "mx.modern.example": (MODERN, True),
     "mx.plain.example": ({v: False for v in MODERN}, False),
     "mx.unknown.example": ({"1.1": True, "1.3": False}, True),
+    "mx.policy.example": (MODERN, True),
+}
+#: MX host -> whether its certificate verifies (absent: no certificate read).
+CERTIFICATES = {
+    "mx1.partner.example": True,
+    "mx2.partner.example": True,
+    "mx.hoster.example": False,
+    "mx.modern.example": True,
+    "mx.policy.example": True,
+}
+#: MX host -> its chain against its DNSSEC-validated TLSA records: (matched, rollover ready).
+#: Only where DANE applies: its TLSA look-up is secure in every domain that names it.
+DANE = {
+    "mx.modern.example": (True, True),
+    "mx.hoster.example": (False, False),
+    "mx.policy.example": (True, False),
 }
 #: Domain -> look-up status and its MX hosts with their preference.
 DOMAINS: dict[str, tuple[MxStatus, tuple[tuple[str, int], ...]]] = {
@@ -229,21 +336,147 @@ DOMAINS: dict[str, tuple[MxStatus, tuple[tuple[str, int], ...]]] = {
     "null.example": (MxStatus.NULL_MX, ()),
     "nothing.example": (MxStatus.NO_MAIL_HOST, ()),
     "nx.example": (MxStatus.NXDOMAIN, ()),
+    "policy.example": (MxStatus.OK, (("mx.policy.example", 10),)),
+    # A validating resolver answers SERVFAIL for a zone whose signatures fail.
+    "bogus.example": (MxStatus.SERVFAIL, ()),
 }
+
+
+@dataclass(frozen=True)
+class Published:
+    """What a domain publishes, as the policy look-up finds it."""
+
+    #: A valid MTA-STS policy; or why there is none: the record's status (invalid, DNS
+    #: failure) or the fetch's result, with the detail; None: no _mta-sts record.
+    sts: Policy | tuple[RecordStatus | Result, str] | None = None
+    changed_without_id: bool = False
+    tlsrpt: RecordStatus = RecordStatus.ABSENT
+    dnssec: DnssecStatus = DnssecStatus.INSECURE
+    #: MX host -> its TLSA look-up's status; hosts not named have no TLSA records.
+    tlsa: tuple[tuple[str, TlsaStatus], ...] = ()
+
+
+ENFORCE_WEEK = 604800
+#: Domain -> its policies. Every domain is looked up (null MX and NXDOMAIN too).
+POLICIES: dict[str, Published] = {
+    # Every policy in order: enforced, its MX host covered, DANE matching and ready for a
+    # new key (a DANE-TA record too).
+    "modern.example": Published(
+        Policy(Mode.ENFORCE, ENFORCE_WEEK, ("mx.modern.example",)), tlsrpt=RecordStatus.VALID,
+        dnssec=DnssecStatus.SECURE, tlsa=(("mx.modern.example", TlsaStatus.SECURE),),
+    ),
+    # Enforced, the second MX not covered; TLS-RPT record broken; mx2's TLSA records bogus.
+    "partner.example": Published(
+        Policy(Mode.ENFORCE, ENFORCE_WEEK, ("mx1.partner.example",)),
+        tlsrpt=RecordStatus.INVALID, tlsa=(("mx2.partner.example", TlsaStatus.BOGUS),),
+    ),
+    # Hosted mail: a testing policy covers the host, whose certificate does not verify and
+    # whose chain does not match its TLSA records (DANE fails for b.example too).
+    "a.example": Published(
+        Policy(Mode.TESTING, 86400, ("*.hoster.example",)), tlsrpt=RecordStatus.VALID,
+        dnssec=DnssecStatus.SECURE, tlsa=(("mx.hoster.example", TlsaStatus.SECURE),),
+    ),
+    "b.example": Published(
+        (Result.WEBPKI_INVALID, "certificate: certificate has expired"),
+        dnssec=DnssecStatus.SECURE, tlsa=(("mx.hoster.example", TlsaStatus.SECURE),),
+    ),
+    # Enforced on a host without STARTTLS.
+    "plain.example": Published(Policy(Mode.ENFORCE, 86400, ("mx.plain.example",))),
+    # Mode none: nothing covered, nothing enforced; TLSA records published unsigned.
+    "unknown.example": Published(
+        Policy(Mode.NONE, 86400, ()), tlsa=(("mx.unknown.example", TlsaStatus.INSECURE),)
+    ),
+    # The policy changed under the same id; one DANE-EE record, for today's key only.
+    "policy.example": Published(
+        Policy(Mode.ENFORCE, ENFORCE_WEEK, ("mx.policy.example",)), changed_without_id=True,
+        tlsrpt=RecordStatus.VALID, dnssec=DnssecStatus.SECURE,
+        tlsa=(("mx.policy.example", TlsaStatus.SECURE),),
+    ),
+    "bogus.example": Published(
+        (RecordStatus.DNS_FAILURE, "TXT of _mta-sts.bogus.example: SERVFAIL"),
+        tlsrpt=RecordStatus.DNS_FAILURE, dnssec=DnssecStatus.BOGUS,
+    ),
+    "null.example": Published(dnssec=DnssecStatus.SECURE),
+}  # fmt: skip
 #: The stats of the row, with these domains.
 STATS = {
-    "Mail domains": 9,
-    # partner, a, b and plain (an MX host refusing TLS 1.2), nothing and nx.
-    "Domains failing": 6,
-    "MX look-ups failing": 1,
+    "Mail domains": 11,
+    # partner, a, b and plain (an MX host refusing TLS 1.2), nothing, nx and bogus.
+    "Domains failing": 7,
+    "MX look-ups failing": 2,
     "Domains with an MX host refusing TLS 1.2": 4,
     # a and b; not partner (its first MX is modern) nor unknown (TLS 1.2 unknown).
     "Domains with only legacy TLS": 2,
 }
+#: The stats of the "Transport policy" row, with these policies.
+POLICY_STATS = {
+    # partner, a, b, plain, policy and bogus; not unknown (mode none) nor modern.
+    "Domains with a transport policy problem": 6,
+    "MTA-STS broken": 2,  # b (the policy host's certificate), bogus (the DNS)
+    "Enforced MTA-STS failing an MX host": 2,  # partner (mx2 not covered), plain (no STARTTLS)
+    "TLS-RPT broken": 2,  # partner, bogus
+    "DANE mismatches": 2,  # a and b, through their one host
+    "DNSSEC bogus": 2,  # bogus (its MX answer), partner (mx2's TLSA records)
+}
+#: A DANE-EE record (SHA-256 of a key) and a DANE-TA record: what secure TLSA look-ups found.
+TLSA_RECORDS = (Tlsa(3, 1, 1, bytes(32)), Tlsa(2, 0, 1, bytes(range(32))))
+
+
+def certificate(host: str, verified: bool) -> CertificateInfo:
+    now = datetime.now(UTC)
+    return CertificateInfo(
+        subject=f"CN={host}", issuer="CN=Test CA" if verified else f"CN={host}", serial="01",
+        sans=(host,), not_before=now - timedelta(days=30), not_after=now + timedelta(days=60),
+        key_type="EC", key_bits=256, signature_algorithm="ecdsa-with-SHA256",
+        fingerprint_sha256="00" * 32, chain=(), verified=verified,
+        verify_error=None if verified else VerifyError.SELF_SIGNED,
+        verify_detail="" if verified else "self-signed certificate",
+    )  # fmt: skip
+
+
+def dane_result(matched: bool, rollover_ready: bool) -> DaneResult:
+    if not matched:
+        return DaneResult(False, (), 2, False, "none of 2 usable records matches the chain")
+    return DaneResult(True, (TLSA_RECORDS[0].text(),), 2, rollover_ready,
+                      "1 of 2 usable records match")  # fmt: skip
+
+
+def domain_policy(name: str, hosts: tuple[str, ...], published: Published) -> DomainPolicy:
+    """The policy look-up's result for what `name` publishes."""
+    record: RecordLookup[StsRecord] = RecordLookup(name, RecordStatus.ABSENT)
+    valid = RecordLookup(name, RecordStatus.VALID, StsRecord(name.split(".")[0] + "2024"))
+    fetched = None
+    if isinstance(published.sts, Policy):
+        record, fetched = valid, PolicyFetch(Result.VALID, published.sts)
+    elif published.sts is not None:
+        why, detail = published.sts
+        if isinstance(why, RecordStatus):
+            failure = MxStatus.SERVFAIL if why is RecordStatus.DNS_FAILURE else None
+            record = RecordLookup(name, why, failure=failure, detail=detail)
+        else:
+            record, fetched = valid, PolicyFetch(why, detail=detail)
+    report = TlsRptRecord((f"mailto:tls-reports@{name}",))
+    tlsrpt: RecordLookup[TlsRptRecord] = RecordLookup(
+        name, published.tlsrpt, report if published.tlsrpt is RecordStatus.VALID else None,
+        detail={RecordStatus.INVALID: f"_smtp._tls.{name}: the record has no rua"}.get(
+            published.tlsrpt, ""),
+    )  # fmt: skip
+    dnssec = DnssecLookup(name, published.dnssec, detail=f"MX of {name}: {published.dnssec}")
+    statuses = dict(published.tlsa)
+    tlsa = []
+    for host in hosts:
+        status = statuses.get(host, TlsaStatus.NO_RECORDS)
+        found = TLSA_RECORDS if status in (TlsaStatus.SECURE, TlsaStatus.INSECURE) else ()
+        lookup = TlsaLookup(host, 25, status, found, host, status is TlsaStatus.SECURE,
+                            detail=f"_25._tcp.{host}: {status}")  # fmt: skip
+        tlsa.append((host, lookup))
+    return DomainPolicy(record, fetched, published.changed_without_id, None, tlsrpt, dnssec,
+                        tuple(tlsa))  # fmt: skip
 
 
 def domain_store() -> ResultStore:
-    """MX hosts with their last probe, and every domain of DOMAINS looked up."""
+    """MX hosts with their last probe, and every domain of DOMAINS looked up with the
+    policies of POLICIES (none published where it has no entry)."""
     store = ResultStore()
     targets = {host: Target(host=host) for host in HOSTS}
     store.set_targets(tuple(targets.values()), frozenset())
@@ -253,10 +486,14 @@ def domain_store() -> ResultStore:
             VersionResult(TLSVersion(v), Verdict.ACCEPTED if ok else Verdict.REFUSED)
             for v, ok in verdicts.items()
         )
+        verified = CERTIFICATES.get(host)
+        dane = DANE.get(host)
         result = ProbeResult(
             target=targets[host].name, started=now - 1, duration=0.5,
             success=len(versions) == len(MODERN), error=None, error_detail="",
-            starttls_advertised=starttls, versions=versions, negotiated=None, certificate=None,
+            starttls_advertised=starttls, versions=versions, negotiated=None,
+            certificate=None if verified is None else certificate(host, verified),
+            dane=None if dane is None else dane_result(*dane),
         )  # fmt: skip
         store.record(targets[host], result)
     domains = []
@@ -264,7 +501,8 @@ def domain_store() -> ResultStore:
         domain = MailDomain(name, Target(host=name), (("partner", name.split(".")[0]),))
         hosts = tuple(MxEntry(host, preference) for host, preference in mx)
         lookup = MxLookup(name, status, detail="" if status is MxStatus.OK else status.value)
-        domains.append(DomainStatus(domain, lookup, now, hosts))
+        policy = domain_policy(name, tuple(host for host, _ in mx), POLICIES.get(name, Published()))
+        domains.append(DomainStatus(domain, lookup, now, hosts, policy))
     store.set_domains(tuple(domains))
     return store
 
@@ -336,25 +574,29 @@ def test_domain_query_returns_data(
 
 @pytest.mark.prometheus
 def test_domain_stats(domain_prometheus: PrometheusServer) -> None:
+    expected = STATS | POLICY_STATS
     got = {}
     for title, expr in domain_queries():
-        if title in STATS:
+        if title in expected:
             (sample,) = domain_prometheus.query(expr)
             got[title] = float(sample["value"][1])
-    assert got == STATS
+    assert got == expected
 
 
 def _panel_query(title: str, ref: str) -> str:
-    """A query of a panel of the row, by panel title and refId, variables substituted."""
-    row = [panel for row, panel in iter_panels_by_row(load_dashboard()) if row == DOMAINS_ROW]
+    """A query of a panel of the domain rows, by panel title and refId, variables substituted."""
+    row = [panel for row, panel in iter_panels_by_row(load_dashboard()) if row in DOMAIN_ROWS]
     (panel,) = (panel for panel in row if panel["title"] == title)
     (target,) = (t for t in panel["targets"] if t["refId"] == ref)
     return substitute_variables(target["expr"])
 
 
 def _rows(prometheus: PrometheusServer, expr: str, *labels: str) -> dict[tuple[str, ...], str]:
-    """The instant query's values keyed by the values of `labels`."""
-    return {tuple(r["metric"][n] for n in labels): r["value"][1] for r in prometheus.query(expr)}
+    """The instant query's values keyed by the values of `labels` ("" for a label the series
+    lacks: Prometheus keeps no label whose value is empty)."""
+    return {
+        tuple(r["metric"].get(n, "") for n in labels): r["value"][1] for r in prometheus.query(expr)
+    }
 
 
 def _by_domain(prometheus: PrometheusServer, expr: str) -> dict[str, str]:
@@ -381,6 +623,7 @@ def test_mx_hosts_table(domain_prometheus: PrometheusServer) -> None:
         ("b.example", "mx.hoster.example:25"): "0",
         ("modern.example", "mx.modern.example:25"): "1",
         ("plain.example", "mx.plain.example:25"): "0",
+        ("policy.example", "mx.policy.example:25"): "1",
     }
     legacy = _rows(domain_prometheus, _panel_query("MX hosts by domain", "D"), "domain", "target")
     assert legacy[("b.example", "mx.hoster.example:25")] == "1"
@@ -399,16 +642,41 @@ def test_mx_lookups_table(domain_prometheus: PrometheusServer) -> None:
     assert all(0 <= float(age) < 300 for age in ages.values()), ages
 
 
+#: The groups of alerts.yml whose alerts name a domain.
+DOMAIN_GROUP = "smtp-tls-exporter-domains"
+POLICY_GROUP = "smtp-tls-exporter-transport-policy"
+#: A latent risk rather than a problem: no stat counts it.
+ROLLOVER_ALERT = "SmtpTlsDaneRolloverNotReady"
+
+
+def _alert_groups() -> dict[str, set[str]]:
+    """Group name -> the names of its alerts."""
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return {group["name"]: {rule["alert"] for rule in group["rules"]} for group in groups}
+
+
 @pytest.mark.prometheus
 def test_domains_failing_are_those_the_alerts_name(domain_prometheus: PrometheusServer) -> None:
-    """On the same series, the domain alerts (pending: their `for` has not passed) name the
-    domains the "Domains failing" stat counts; none names a null MX."""
+    """On the same series, the domain and transport policy alerts (pending: their `for` has
+    not passed) name the domains the "Domains failing" and "Domains with a transport policy
+    problem" stats count; none names a null MX, a policy in mode none or a domain that
+    publishes nothing."""
     expected = {
         "SmtpTlsDomainVersion12Refused": {"partner.example", "a.example", "b.example",
                                           "plain.example"},
         "SmtpTlsDomainOnlyLegacyVersions": {"a.example", "b.example"},
-        "SmtpTlsDomainMxLookupFailing": {"nx.example"},
+        "SmtpTlsDomainMxLookupFailing": {"nx.example", "bogus.example"},
         "SmtpTlsDomainNoMailHost": {"nothing.example"},
+        "SmtpTlsMtaStsMxNotCovered": {"partner.example"},
+        "SmtpTlsMtaStsMxFailsPolicy": {"plain.example"},
+        "SmtpTlsMtaStsTestingFailures": {"a.example"},
+        "SmtpTlsMtaStsPolicyInvalid": {"b.example", "bogus.example"},
+        "SmtpTlsMtaStsPolicyChangedWithoutId": {"policy.example"},
+        "SmtpTlsTlsRptRecordInvalid": {"partner.example", "bogus.example"},
+        "SmtpTlsDaneMismatch": {"a.example", "b.example"},
+        "SmtpTlsDnssecBogus": {"bogus.example"},
+        "SmtpTlsDaneTlsaBogus": {"partner.example"},
+        ROLLOVER_ALERT: {"policy.example"},
     }  # fmt: skip
 
     def domain_alerts() -> dict[str, set[str]]:
@@ -425,10 +693,121 @@ def test_domains_failing_are_those_the_alerts_name(domain_prometheus: Prometheus
         )
     except AssertionError:
         raise AssertionError(f"alerts: {domain_alerts()}\nexpected: {expected}") from None
-    failing = set().union(*expected.values())
+    groups = _alert_groups()
+    assert set(expected) == groups[DOMAIN_GROUP] | groups[POLICY_GROUP]
+    failing = set().union(*(expected[name] for name in groups[DOMAIN_GROUP]))
     assert len(failing) == STATS["Domains failing"]
+    problems = set().union(*(expected[name] for name in groups[POLICY_GROUP] - {ROLLOVER_ALERT}))
+    assert len(problems) == POLICY_STATS["Domains with a transport policy problem"]
     # The domain's own labels reach its alerts.
     for alert in domain_prometheus.alerts():
         labels = alert["labels"]
         if "domain" in labels:
             assert labels["partner"] == labels["domain"].split(".")[0], alert
+
+
+@pytest.mark.prometheus
+def test_transport_policy_table(domain_prometheus: PrometheusServer) -> None:
+    """One row per domain: MTA-STS where a record is published (valid, or why not), the
+    valid policy's id, mode and max_age, TLS-RPT where published, DNSSEC for every domain."""
+    table = "Transport policy by domain"
+    rows = _by_domain(domain_prometheus, _panel_query(table, "A"))
+    assert set(rows) == set(DOMAINS)
+    results = _rows(domain_prometheus, _panel_query(table, "B"), "domain", "result")
+    assert set(results) == {
+        ("modern.example", "valid"),
+        ("partner.example", "valid"),
+        ("a.example", "valid"),
+        ("b.example", "sts-webpki-invalid"),
+        ("plain.example", "valid"),
+        ("unknown.example", "valid"),
+        ("policy.example", "valid"),
+        ("bogus.example", "dns-failure"),
+    }
+    policies = _rows(domain_prometheus, _panel_query(table, "C"), "domain", "id", "mode")
+    assert set(policies) == {
+        ("modern.example", "modern2024", "enforce"),
+        ("partner.example", "partner2024", "enforce"),
+        ("a.example", "a2024", "testing"),
+        ("plain.example", "plain2024", "enforce"),
+        ("unknown.example", "unknown2024", "none"),
+        ("policy.example", "policy2024", "enforce"),
+    }
+    max_age = _by_domain(domain_prometheus, _panel_query(table, "D"))
+    assert max_age["modern.example"] == str(ENFORCE_WEEK)
+    assert set(max_age) == {domain for domain, _, _ in policies}
+    changed = _by_domain(domain_prometheus, _panel_query(table, "E"))
+    assert {domain for domain, value in changed.items() if value == "1"} == {"policy.example"}
+    tlsrpt = _rows(domain_prometheus, _panel_query(table, "F"), "domain", "tlsrpt")
+    assert set(tlsrpt) == {
+        (domain, published.tlsrpt.value)
+        for domain, published in POLICIES.items()
+        if published.tlsrpt is not RecordStatus.ABSENT
+    }
+    dnssec = _rows(domain_prometheus, _panel_query(table, "G"), "domain", "dnssec")
+    assert set(dnssec) == {
+        (domain, POLICIES.get(domain, Published()).dnssec.value) for domain in DOMAINS
+    }
+    details = _rows(domain_prometheus, _panel_query(table, "H"), "domain", "sts_detail")
+    assert ("b.example", "certificate: certificate has expired") in details
+    details = _rows(domain_prometheus, _panel_query(table, "I"), "domain", "tlsrpt_detail")
+    assert ("partner.example", "_smtp._tls.partner.example: the record has no rua") in details
+    details = _rows(domain_prometheus, _panel_query(table, "J"), "domain", "dnssec_detail")
+    assert ("bogus.example", "MX of bogus.example: bogus") in details
+
+
+@pytest.mark.prometheus
+def test_mx_policy_table(domain_prometheus: PrometheusServer) -> None:
+    """One row per domain and MX host (a hosted host under each of its domains): covered by
+    the domain's valid MTA-STS policy, the certificate, the TLSA look-up, and the DANE match
+    and rollover readiness where DANE applies."""
+    table = "MX hosts: MTA-STS and DANE"
+    labels = ("domain", "target", "preference")
+    rows = _rows(domain_prometheus, _panel_query(table, "A"), *labels)
+    assert set(rows) == {
+        (domain, f"{host}:25", str(preference))
+        for domain, (_, mx) in DOMAINS.items()
+        for host, preference in mx
+    }
+
+    def by_host(ref: str) -> dict[tuple[str, ...], str]:
+        return _rows(domain_prometheus, _panel_query(table, ref), "domain", "target")
+
+    assert by_host("B") == {
+        ("modern.example", "mx.modern.example:25"): "1",
+        ("partner.example", "mx1.partner.example:25"): "1",
+        ("partner.example", "mx2.partner.example:25"): "0",
+        ("a.example", "mx.hoster.example:25"): "1",
+        ("plain.example", "mx.plain.example:25"): "1",
+        ("unknown.example", "mx.unknown.example:25"): "0",
+        ("policy.example", "mx.policy.example:25"): "1",
+    }
+    assert by_host("C")[("plain.example", "mx.plain.example:25")] == "0"
+    certificates = by_host("D")
+    assert certificates[("b.example", "mx.hoster.example:25")] == "0"
+    assert certificates[("modern.example", "mx.modern.example:25")] == "1"
+    assert ("plain.example", "mx.plain.example:25") not in certificates
+    tlsa = _rows(domain_prometheus, _panel_query(table, "E"), "domain", "target", "tlsa")
+    assert ("partner.example", "mx2.partner.example:25", "bogus") in tlsa
+    assert ("partner.example", "mx1.partner.example:25", "no_records") in tlsa
+    assert ("unknown.example", "mx.unknown.example:25", "insecure") in tlsa
+    assert len(tlsa) == len(rows)
+    assert by_host("F") == {
+        ("modern.example", "mx.modern.example:25"): "1",
+        ("a.example", "mx.hoster.example:25"): "0",
+        ("b.example", "mx.hoster.example:25"): "0",
+        ("policy.example", "mx.policy.example:25"): "1",
+    }
+    assert by_host("G") == {
+        ("modern.example", "mx.modern.example:25"): "1",
+        ("a.example", "mx.hoster.example:25"): "0",
+        ("b.example", "mx.hoster.example:25"): "0",
+        ("policy.example", "mx.policy.example:25"): "0",
+    }
+    details = _rows(domain_prometheus, _panel_query(table, "I"), "domain", "target", "dane_detail")
+    assert (
+        "a.example", "mx.hoster.example:25", "none of 2 usable records matches the chain"
+    ) in details  # fmt: skip
+    assert len(details) == len(DANE) + 1  # mx.hoster.example under a.example and b.example
+    details = _rows(domain_prometheus, _panel_query(table, "H"), "domain", "target", "tlsa_detail")
+    assert details[("modern.example", "mx.modern.example:25", "_25._tcp.mx.modern.example: secure")]

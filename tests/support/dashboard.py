@@ -1,10 +1,10 @@
 """The Grafana dashboard's panel queries, with Grafana's variables replaced by plain values.
 
 Used by the dashboard tests: every query must parse (promtool) and run against a real
-Prometheus. The panels of the "Mail domains" row need an exporter that watches mail domains;
-`dashboard_queries` leaves them out (tests/test_prometheus.py runs those against an exporter
-probing hosts only) and `domain_queries` gives them (tests/test_dashboard.py runs them against
-domain series).
+Prometheus. The panels of the "Mail domains" and "Transport policy" rows need an exporter that
+watches mail domains; `dashboard_queries` leaves them out (tests/test_prometheus.py runs those
+against an exporter probing hosts only) and `domain_queries` gives them (tests/test_dashboard.py
+runs them against domain series).
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_PATH = REPO_ROOT / "deploy" / "grafana" / "dashboard.json"
 #: The row whose panels show mail domains and their MX hosts.
 DOMAINS_ROW = "Mail domains"
+#: The row whose panels show the domains' MTA-STS, TLS-RPT, DNSSEC and DANE.
+POLICY_ROW = "Transport policy"
+#: The rows whose panels need domain series.
+DOMAIN_ROWS = (DOMAINS_ROW, POLICY_ROW)
 
 # What each variable becomes in a query run outside Grafana.
 VARIABLE_VALUES: dict[str, str] = {
@@ -33,8 +37,9 @@ VARIABLE_VALUES: dict[str, str] = {
     "__range_ms": "3600000",
 }
 
-# $name, ${name} and ${name:format}.
-_VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
+# $name, ${name} and ${name:format}; not $1 or ${1}, which are label_replace's references to
+# its regular expression's groups (Grafana leaves them alone: no variable has such a name).
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_]\w*)(?::\w+)?\}|([A-Za-z_]\w*))")
 
 
 def load_dashboard(path: Path = DASHBOARD_PATH) -> dict[str, Any]:
@@ -81,7 +86,7 @@ def substitute_variables(expr: str) -> str:
 def _queries(path: Path, *, domains: bool) -> list[tuple[str, str]]:
     queries = []
     for row, panel in iter_panels_by_row(load_dashboard(path)):
-        if (row == DOMAINS_ROW) != domains:
+        if (row in DOMAIN_ROWS) != domains:
             continue
         for target in panel.get("targets", []):
             if target.get("hide") or not target.get("expr"):
@@ -92,12 +97,14 @@ def _queries(path: Path, *, domains: bool) -> list[tuple[str, str]]:
 
 def dashboard_queries(path: Path = DASHBOARD_PATH) -> list[tuple[str, str]]:
     """(panel title, PromQL expression with variables substituted) for every panel query
-    outside the "Mail domains" row: what an exporter probing hosts gives data for."""
+    outside the "Mail domains" and "Transport policy" rows: what an exporter probing hosts
+    gives data for."""
     return _queries(path, domains=False)
 
 
 def domain_queries(path: Path = DASHBOARD_PATH) -> list[tuple[str, str]]:
-    """The same for the panels of the "Mail domains" row, which need domain series."""
+    """The same for the panels of the "Mail domains" and "Transport policy" rows, which need
+    domain series."""
     return _queries(path, domains=True)
 
 
