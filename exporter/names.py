@@ -37,6 +37,10 @@ RESERVED_LABELS: frozenset[str] = frozenset(
         "preference",
         "status",
         "address",
+        # Mail transport policy's series.
+        "result",
+        "id",
+        "mode",
     }
 )
 
