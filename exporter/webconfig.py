@@ -33,8 +33,8 @@ from exporter.config.yamlfile import (
     FileProblem,
     Positions,
     YamlProblem,
-    encodable,
     load_yaml,
+    one_line,
     read_text_file,
 )
 
@@ -216,12 +216,13 @@ class WebConfigError(Exception):
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
-        # quoted keys and file names go into the reload's HTTP answer
-        self.problems: tuple[str, ...] = tuple(map(encodable, problems))
+        # one line each, whatever a key or file name holds: they go into logs and the
+        # reload's HTTP answer
+        self.problems: tuple[str, ...] = tuple(map(one_line, problems))
         super().__init__(source, self.problems)
 
     def __str__(self) -> str:
-        return "\n".join(f"{encodable(self.source)}: {problem}" for problem in self.problems)
+        return "\n".join(f"{one_line(self.source)}: {problem}" for problem in self.problems)
 
 
 # --- Reading the file ----------------------------------------------------------------------

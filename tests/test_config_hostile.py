@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import Config, ConfigError, load_config
+from exporter.config import Config, ConfigError, load_config, parse_config
 from exporter.config.yamlfile import MAX_FILE_BYTES, MAX_NODES
 from tests.support.exporter_process import (
     HOST,
@@ -400,3 +400,17 @@ def test_a_reload_that_names_a_lone_surrogate_keeps_the_status_page(tmp_path: Pa
         assert "FAILED" in page.text
         assert_still_probing(process, "surrogate")
         assert "Traceback" not in process.log()
+
+
+@pytest.mark.parametrize("key", ["a\\nb", "a\\rb", "a\\u2028b", "a\\x85b", "a\\x0bb", "a\\x1bb"])
+def test_a_key_with_a_line_break_still_makes_a_one_line_problem(key: str) -> None:
+    """YAML escapes can put line breaks (and terminal escapes) into a key; each problem
+    stays one line, whatever splits lines."""
+    with pytest.raises(ConfigError) as error:
+        parse_config(
+            f'targets:\n  - host: a.example\n    "{key}": 1\n', "c.yaml", default_ehlo_name="x.test"
+        )
+    (problem,) = error.value.problems
+    assert problem.splitlines() == [problem]
+    assert problem.isprintable()
+    assert str(error.value).splitlines() == [str(error.value)]

@@ -228,6 +228,13 @@ def test_problems_are_text_even_when_the_file_writes_lone_surrogates(certs: WebC
     assert all(problem.encode("utf-8") for problem in found)
 
 
+def test_a_key_with_a_line_break_still_makes_a_one_line_problem(certs: WebCerts) -> None:
+    found = problems('tls_server_config: {"a\\nb\\u2028c\\x1b[31m": 1}', certs)
+    assert len(found) == 1
+    assert found[0].splitlines() == [found[0]]
+    assert found[0].isprintable()
+
+
 def test_inline_certificate_and_key(certs: WebCerts) -> None:
     indent = "\n      "
     cert = indent.join(certs.server_cert_file.read_text().splitlines())

@@ -12,8 +12,8 @@ from exporter.config.values import ValueContext
 from exporter.config.yamlfile import (
     FileProblem,
     YamlProblem,
-    encodable,
     load_yaml,
+    one_line,
     read_text_file,
 )
 from exporter.target import DnsSettings, MailDomain, Target
@@ -43,12 +43,13 @@ class ConfigError(Exception):
 
     def __init__(self, source: str, problems: Iterable[str]) -> None:
         self.source = source
-        # quoted keys and file names go into the reload's HTTP answer and the status page
-        self.problems: tuple[str, ...] = tuple(map(encodable, problems))
+        # one line each, whatever a key or file name holds: they go into logs, the reload's
+        # HTTP answer and the status page
+        self.problems: tuple[str, ...] = tuple(map(one_line, problems))
         super().__init__(source, self.problems)
 
     def __str__(self) -> str:
-        return "\n".join(f"{encodable(self.source)}: {problem}" for problem in self.problems)
+        return "\n".join(f"{one_line(self.source)}: {problem}" for problem in self.problems)
 
 
 def load_config(path: str | os.PathLike[str], *, default_ehlo_name: str | None = None) -> Config:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import unicodedata
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,10 +34,18 @@ class _TooLarge(YamlProblem):
     """The document expands past `MAX_NODES`: the same with either parser, so no retry."""
 
 
-def encodable(text: str) -> str:
-    """`text` as every encoding takes it: YAML escapes (`"\\ud800"`) and file names that are
-    no UTF-8 hold lone surrogates, which a message quoting them turns into `\\ud800`."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+def one_line(text: str) -> str:
+    """`text` fit for a one-line message any encoding takes: YAML escapes can put line
+    breaks, terminal escapes and lone surrogates into keys (and a file name that is no
+    UTF-8 has surrogates), so these are written as escapes (`\\n`, `\\x1b`, `\\ud800`)."""
+    if text.isprintable():  # nearly every message
+        return text
+    return "".join(repr(char)[1:-1] if _unprintable(char) else char for char in text)
+
+
+def _unprintable(char: str) -> bool:
+    """Control characters, line and paragraph separators, surrogates."""
+    return unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs")
 
 
 class FileProblem(Exception):
