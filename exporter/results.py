@@ -21,6 +21,8 @@ class Reason(enum.Enum):
     GREETING_REJECTED = "greeting_rejected"
     EHLO_REJECTED = "ehlo_rejected"
     STARTTLS_REJECTED = "starttls_rejected"
+    #: The server said to come back later (421, or a 4xx about too many connections).
+    RATE_LIMITED = "rate_limited"
     SMTP_PROTOCOL_ERROR = "smtp_protocol_error"
     CONNECTION_CLOSED = "connection_closed"
     READ_TIMEOUT = "read_timeout"

@@ -89,6 +89,13 @@ ehlo_lines = st.lists(
 )
 
 
+def refusal(code: int, lines: Sequence[bytes], otherwise: Reason) -> Reason:
+    """The reason a reply other than the expected one fails with: a rate limit (421, or a
+    4xx that says so) or `otherwise`."""
+    reply = smtp.Reply(code, tuple(smtp.printable(line) for line in lines))
+    return Reason.RATE_LIMITED if reply.says_slow_down else otherwise
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(replies, codes, ehlo_lines, replies, sizes)
 def test_well_formed_replies_decide_as_written(
@@ -106,13 +113,13 @@ def test_well_formed_replies_decide_as_written(
         for line in extensions
     )
     if greeting[0] != 220:
-        expected: bool | Reason = Reason.GREETING_REJECTED
+        expected: bool | Reason = refusal(*greeting, Reason.GREETING_REJECTED)
     elif ehlo_code != 250:
-        expected = Reason.EHLO_REJECTED
+        expected = refusal(ehlo_code, [b"mx.test greets you", *extensions], Reason.EHLO_REJECTED)
     elif not advertised:
         expected = False
     elif answer[0] != 220:
-        expected = Reason.STARTTLS_REJECTED
+        expected = refusal(*answer, Reason.STARTTLS_REJECTED)
     else:
         expected = True
     got = ended.ready if ended.failure is None else ended.failure.reason

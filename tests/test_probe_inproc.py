@@ -284,7 +284,7 @@ def test_plaintext_answer_to_client_hello_is_a_starttls_failure() -> None:
     [
         (
             Behaviour(greeting=("421-mx.test busy", "421 4.3.2 try again later")),
-            Reason.GREETING_REJECTED,
+            Reason.RATE_LIMITED,
             "421 4.3.2 try again later",
         ),
         (Behaviour(greeting=("554 5.7.1 no SMTP service here",)), Reason.GREETING_REJECTED, "554"),

@@ -99,6 +99,11 @@ def _ends_probe(outcome: object) -> bool:
     return isinstance(outcome, NotOffered) or (isinstance(outcome, Failed) and outcome.ends_probe)
 
 
+def _holds_back(outcome: object) -> bool:
+    """True for answers after which no further connection opens (those open finish)."""
+    return isinstance(outcome, NotOffered) or (isinstance(outcome, Failed) and outcome.holds_back)
+
+
 async def _gather(
     target: Target, endpoint: Endpoint, deadline: Deadline, recorder: Recorder, via: str = ""
 ) -> tuple[dict[TLSVersion, VersionOutcome], DefaultOutcome]:
@@ -153,7 +158,8 @@ async def _gather(
 def _gate(
     connections: int, deadline: Deadline
 ) -> Callable[[Callable[[], Awaitable[_T]]], Coroutine[Any, Any, _T]]:
-    """At most `connections` at once; once one ends the probe, or time is up, no more open."""
+    """At most `connections` at once; once one ends the probe (or the server rate-limits
+    it), or time is up, no more open."""
     gate = asyncio.Semaphore(max(1, connections))
     stop = asyncio.Event()
 
@@ -163,7 +169,7 @@ def _gate(
                 # Decided before this connection got its turn: don't open it at all.
                 raise asyncio.CancelledError
             result = await work()
-            if _ends_probe(result):
+            if _holds_back(result):
                 stop.set()
             return result
 

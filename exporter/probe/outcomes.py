@@ -19,6 +19,9 @@ CONNECT_FAILURES: Final = frozenset(
 )
 #: Failures that every other connection of the probe would meet too.
 _FATAL: Final = CONNECT_FAILURES | {Reason.RESOLVE_FAILED}
+#: Failures after which no further connection of the probe is opened, though those already
+#: open finish: the server asked to be left alone.
+_HOLD_BACK: Final = _FATAL | {Reason.RATE_LIMITED}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,11 @@ class Failed:
     def ends_probe(self) -> bool:
         """True when every other connection of the probe would fail alike."""
         return self.reason in _FATAL
+
+    @property
+    def holds_back(self) -> bool:
+        """True when the probe should open no further connection after this one."""
+        return self.reason in _HOLD_BACK
 
 
 #: How the test of one version ended.

@@ -4,11 +4,15 @@ Replies are read line by line up to the final `NNN ` line: multi-line replies ar
 pieces, and postscreen or greet_pause hold the last greeting line back for seconds.
 Commands are never pipelined (Exim answers 554 to that). Every read is bounded in bytes
 and lines, so a hostile server costs one probe and nothing more.
+
+A server that says to come back later is rate-limiting the probe, which then learns nothing
+about TLS: `rate_limited` (see `says_slow_down`), never a rejection and never a verdict.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -22,6 +26,21 @@ MAX_LINE: Final = 4096
 #: The most lines one reply may have (EHLO lists a few dozen at most).
 MAX_LINES: Final = 128
 
+#: Words of a temporary reply that mean "too much from you, later": too many connections,
+#: rate limits, throttling, a busy server, "try again later".
+_SLOW_DOWN: Final = re.compile(
+    r"too many|\brate\b|\bratelimit|\blimit|exceeded|throttl|slow down|busy|congest|overload"
+    r"|(?:try|retry|come back)(?: again)? later",
+    re.IGNORECASE,
+)
+#: Words that make a temporary reply about something else, which waiting does not mend: TLS
+#: itself (a 454 to STARTTLS), or this client being refused (no reverse DNS, a block list).
+_SOMETHING_ELSE: Final = re.compile(
+    r"\b(?:tls|ssl|starttls)\b|certificat|reject|denied|not allowed|block|black ?list"
+    r"|hostname|reverse|\bptr\b|\bdns",
+    re.IGNORECASE,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
@@ -32,6 +51,28 @@ class Reply:
     def text(self) -> str:
         """The reply as one line, for failure reasons."""
         return " / ".join(f"{self.code} {line}".strip() for line in self.lines)[:512]
+
+    @property
+    def says_slow_down(self) -> bool:
+        """True when the server rate-limits this client rather than refusing it: a 421
+        (RFC 5321: service not available, closing the channel: come back later), or another
+        4xx whose words speak of too many connections, a rate, a limit or later, and do not
+        name TLS or a refusal of this client. A 5xx is permanent: never a rate limit."""
+        if self.code == 421:
+            return True
+        if not 400 <= self.code < 500:
+            return False
+        words = " ".join(self.lines)
+        return bool(_SLOW_DOWN.search(words)) and not _SOMETHING_ELSE.search(words)
+
+
+def _refusal(
+    reply: Reply, reason: Reason, *, starttls_advertised: bool | None = None
+) -> ProbeFailure:
+    """The failure for a reply other than the one expected: a rate limit, else `reason`."""
+    if reply.says_slow_down:
+        reason = Reason.RATE_LIMITED
+    return ProbeFailure(reason, reply.text, starttls_advertised=starttls_advertised)
 
 
 async def _read_reply(
@@ -114,10 +155,10 @@ async def starttls(
     with deadline.phase(Reason.GREETING_TIMEOUT):
         greeting = await _read_reply(reader, deadline.budget(), log)
     if greeting.code != 220:
-        raise ProbeFailure(Reason.GREETING_REJECTED, greeting.text)
+        raise _refusal(greeting, Reason.GREETING_REJECTED)
     ehlo = await _command(reader, writer, f"EHLO {ehlo_name}", deadline, log)
     if ehlo.code != 250:
-        raise ProbeFailure(Reason.EHLO_REJECTED, ehlo.text)
+        raise _refusal(ehlo, Reason.EHLO_REJECTED)
     advertised = any(
         line.split()[0].upper() == "STARTTLS" for line in ehlo.lines[1:] if line.split()
     )
@@ -127,7 +168,7 @@ async def starttls(
         return False
     answer = await _command(reader, writer, "STARTTLS", deadline, log)
     if answer.code != 220:
-        raise ProbeFailure(Reason.STARTTLS_REJECTED, answer.text, starttls_advertised=True)
+        raise _refusal(answer, Reason.STARTTLS_REJECTED, starttls_advertised=True)
     return True
 
 

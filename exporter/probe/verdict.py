@@ -164,7 +164,7 @@ def _version_verdicts(
     )
     # A version never tested shares the fate of the failure that stopped the probe.
     stopped = next(
-        (o for o in (*outcomes.values(), default) if isinstance(o, Failed) and o.ends_probe),
+        (o for o in (*outcomes.values(), default) if isinstance(o, Failed) and o.holds_back),
         None,
     )
     results: list[VersionResult] = []
@@ -229,9 +229,12 @@ def _no_handshake(
 
 def _weightier(current: Failed | None, candidate: Failed | None) -> Failed | None:
     """The error to report: the first one, unless a failure met on a connection comes
-    after a weak one (tls_broken is only a conclusion; the deadline says little)."""
+    after a weak one (tls_broken is only a conclusion; the deadline says little). A rate
+    limit comes first: it explains the rest, and the scheduler backs off for it."""
     if current is None:
         return candidate
+    if candidate is not None and candidate.reason is Reason.RATE_LIMITED:
+        return current if current.reason is Reason.RATE_LIMITED else candidate
     if (
         candidate is not None
         and candidate.reason is not Reason.TLS_BROKEN

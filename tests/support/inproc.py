@@ -40,6 +40,10 @@ class Behaviour:
     raw: RawHandler | None = None
     #: Right after the TLS handshake, close the connection (TLS close_notify) unasked.
     close_after_tls: bool = False
+    #: Once this many connections were accepted, every later one gets `busy_reply` as its
+    #: greeting, as a server that rate-limits its clients does; None: never.
+    busy_after: int | None = None
+    busy_reply: str = "421 4.7.0 inproc.test Error: too many connections from 127.0.0.1"
     #: One entry per connection accepted, for tests that count them.
     connections: list[str] = field(default_factory=list)
 
@@ -140,6 +144,10 @@ class InprocServer:
             return
         if b.silent:
             await asyncio.sleep(3600)
+        if b.busy_after is not None and len(b.connections) > b.busy_after:
+            writer.write(b.busy_reply.encode() + b"\r\n")
+            await writer.drain()
+            return
         if await self._greet(writer):
             await self._dialogue(reader, writer)
 
