@@ -16,6 +16,10 @@ MIN_INTERVAL: Final = 1.0
 #: the default client); all at once, long greeting delays (postscreen, greet_pause: 15-20 s)
 #: are paid once, not twice, within the timeout.
 DEFAULT_CONNECTIONS: Final = 6
+#: Connections started per minute to one server address, shared by every target on it (mail
+#: servers count per client address): two whole probes of every version fit.
+DEFAULT_MAX_CONNECTIONS_PER_MINUTE: Final = 12
+MAX_CONNECTIONS_PER_MINUTE: Final = 100_000
 #: Seconds one DNS look-up (MX, A/AAAA) may take, every server and retry included.
 DEFAULT_DNS_TIMEOUT: Final = 5.0
 MAX_CONNECTIONS: Final = 10

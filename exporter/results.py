@@ -30,6 +30,8 @@ class Reason(enum.Enum):
     TLS_BROKEN = "tls_broken"
     TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
     PROBE_DEADLINE = "probe_deadline"
+    #: The exporter's own budget of connections to the address had no room in time.
+    CONNECTION_BUDGET = "connection_budget"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -107,6 +107,9 @@ class Target:
     connections: int = defaults.DEFAULT_CONNECTIONS
     #: How often SSLv2/SSLv3/TLS 1.0/1.1 are tested again; None: every `interval`.
     legacy_interval: float | None = None
+    #: At most this many connections started per minute to each of the host's addresses,
+    #: counted over every target on that address.
+    max_connections_per_minute: int = defaults.DEFAULT_MAX_CONNECTIONS_PER_MINUTE
     #: The host's addresses, already looked up (an MX host, through the configured DNS);
     #: empty: the probe looks the host up itself.
     addresses: tuple[str, ...] = ()

@@ -808,6 +808,7 @@ EVERY_KEY: dict[str, tuple[str, tuple[str, object]]] = {
     "ca_file": ("null", ("ca_file", None)),
     "versions": ("['1.2']", ("versions", (TLSVersion.TLS1_2,))),
     "connections": ("3", ("connections", 3)),
+    "max_connections_per_minute": ("30", ("max_connections_per_minute", 30)),
     "labels": ("{site: eu}", ("labels", (("site", "eu"),))),
 }
 

@@ -184,6 +184,14 @@ ROWS = [
     Row("connections-11", in_target("connections: 11"), False),
     Row("connections-50", in_target("connections: 50"), False, helm=True),
     Row("connections-text", in_target("connections: '5'"), False),
+    # max_connections_per_minute
+    Row("per-minute", in_defaults("max_connections_per_minute: 30"), True, helm=True),
+    Row("per-minute-1", in_target("max_connections_per_minute: 1"), True),
+    Row("per-minute-most", in_target("max_connections_per_minute: 100000"), True),
+    Row("per-minute-0", in_target("max_connections_per_minute: 0"), False),
+    Row("per-minute-too-many", in_defaults("max_connections_per_minute: 100001"), False),
+    Row("per-minute-text", in_target("max_connections_per_minute: '12'"), False),
+    Row("per-minute-float", in_target("max_connections_per_minute: 12.5"), False),
     # versions
     Row("versions-text", in_target("versions: ['1.2']"), True),
     Row("versions-float", in_target("versions: [1.2]"), True, helm=True),
@@ -633,6 +641,7 @@ plausible: dict[str, st.SearchStrategy[Any]] = {
         max_size=4,
     ),
     "connections": st.integers(-1, 12) | st.floats(0, 12),
+    "max_connections_per_minute": st.integers(-1, 100_002) | st.floats(0, 20) | st.just("12"),
     "labels": st.none()
     | st.dictionaries(
         st.sampled_from(["site", "_a", "__x", "target", "1a", "ok_1"]) | st.text(max_size=4),
@@ -710,6 +719,7 @@ good_values: dict[str, st.SearchStrategy[Any]] = {
         unique_by=lambda v: str(v).strip().lower().replace("v", "").replace("tls", ""),
     ),
     "connections": st.integers(1, 10),
+    "max_connections_per_minute": st.integers(1, 100_000),
     "labels": st.none()
     | st.dictionaries(
         st.from_regex(r"[a-zA-Z][a-zA-Z0-9_]{0,6}", fullmatch=True).filter(
@@ -795,6 +805,7 @@ def test_schema_names_every_key_with_its_default() -> None:
     assert target["timeout"]["default"] == "30s"
     assert target["port"]["default"] == 25
     assert target["connections"]["default"] == 6
+    assert target["max_connections_per_minute"]["default"] == 12
     assert target["versions"]["default"] == ["ssl3", "1.0", "1.1", "1.2", "1.3"]
     assert definitions["target"]["oneOf"] == [{"required": ["host"]}, {"required": ["domain"]}]
 

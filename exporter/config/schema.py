@@ -42,11 +42,13 @@ from exporter.defaults import (
     DEFAULT_CONNECTIONS,
     DEFAULT_DNS_TIMEOUT,
     DEFAULT_INTERVAL,
+    DEFAULT_MAX_CONNECTIONS_PER_MINUTE,
     DEFAULT_ON_DEMAND_MAX_CONCURRENT,
     DEFAULT_ON_DEMAND_MIN_INTERVAL,
     DEFAULT_PORT,
     DEFAULT_TIMEOUT,
     MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_MINUTE,
     MAX_LABEL_INTEGER,
     MAX_ON_DEMAND_CONCURRENT,
     MIN_INTERVAL,
@@ -378,7 +380,16 @@ CONNECTIONS: Key[int] = Key(
     "connections",
     Integer(1, MAX_CONNECTIONS),
     DEFAULT_CONNECTIONS,
-    "Connections at once to the server within one probe.",
+    "Connections at once to the server: within one probe, and over every target on the same"
+    " IP address.",
+)
+CONNECTIONS_PER_MINUTE: Key[int] = Key(
+    "max_connections_per_minute",
+    Integer(1, MAX_CONNECTIONS_PER_MINUTE),
+    DEFAULT_MAX_CONNECTIONS_PER_MINUTE,
+    "Connections started per minute to each of the server's IP addresses, counted over every"
+    " target on that address (mail servers limit per client address); a probe waits for room"
+    " up to half its timeout. A probe of every version takes six.",
 )
 LABELS: Key[Mapping[str, str]] = Key(
     "labels",
@@ -427,6 +438,7 @@ SETTINGS: tuple[Key[Any], ...] = (
     CA_FILE,
     VERSIONS,
     CONNECTIONS,
+    CONNECTIONS_PER_MINUTE,
     LABELS,
 )
 #: Keys only a target may set.

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar
 
 from exporter.probe import certs, verdict
+from exporter.probe.budget import Claim, ConnectionBudget
 from exporter.probe.connection import try_default_client, try_version
 from exporter.probe.deadline import Deadline, ProbeFailure
 from exporter.probe.endpoint import Endpoint, resolve
@@ -23,13 +24,17 @@ from exporter.results import AddressResult, ProbeResult, Reason
 from exporter.target import Target, TLSVersion
 from exporter.transcript import Recorder
 
-__all__ = ["probe"]
+__all__ = ["ConnectionBudget", "probe"]
 
 _T = TypeVar("_T")
 
 #: A little time past the deadline, so a step that times out at the deadline reports its
 #: own reason rather than the probe's.
 _GRACE: Final = 0.2
+
+#: The share of its timeout a probe may wait for room in the connection budget; the rest
+#: is for the connections themselves.
+BUDGET_PATIENCE: Final = 0.5
 
 #: Order of the connections: the likeliest to succeed first, so the chain and the
 #: STARTTLS answer come early.
@@ -43,8 +48,16 @@ _ORDER: Final = (
 )
 
 
-async def probe(target: Target, trust: certs.TrustStore | None = None) -> ProbeResult:
-    """Probe one target within its timeout; never raises for anything the server does."""
+async def probe(
+    target: Target,
+    trust: certs.TrustStore | None = None,
+    budget: ConnectionBudget | None = None,
+) -> ProbeResult:
+    """Probe one target within its timeout; never raises for anything the server does.
+
+    With a `budget` (the running exporter's, shared by all its probes), each connection
+    waits for room at its address, for up to half the timeout; without one (`check`, a
+    single probe) connections open at once."""
     started = time.time()
     clock = time.monotonic()
     deadline = Deadline.after(target.timeout)
@@ -54,15 +67,26 @@ async def probe(target: Target, trust: certs.TrustStore | None = None) -> ProbeR
     default: DefaultOutcome
     endpoint: Endpoint | None = None
     others: list[tuple[str, verdict.Findings]] = []
+
+    def claim() -> Claim | None:
+        if budget is None:
+            return None
+        patience = target.timeout * BUDGET_PATIENCE - (time.monotonic() - clock)
+        return budget.claim(
+            per_minute=target.max_connections_per_minute,
+            at_once=target.connections,
+            patience=max(0.0, patience),
+        )
+
     try:
         if target.addresses:  # looked up already, through the configured DNS
-            endpoint = Endpoint(list(target.addresses), target.port)
+            endpoint = Endpoint(list(target.addresses), target.port, claim())
         else:
-            endpoint = await resolve(target.host, target.port, deadline)
+            endpoint = await resolve(target.host, target.port, deadline, claim())
         recorder.connection("resolve").note(f"{target.host}: {', '.join(endpoint.addresses)}")
         outcomes, default = await _gather(target, endpoint, deadline, recorder)
         for address in _other_families(endpoint):
-            alone = Endpoint([address], target.port)
+            alone = Endpoint([address], target.port, claim())
             found = await _gather(target, alone, deadline, recorder, via=address)
             others.append((address, verdict.decide(target, *found, trust)))
     except ProbeFailure as failure:
@@ -118,6 +142,8 @@ async def _gather(
         )
 
     ordered = [v for v in _ORDER if v in target.versions]
+    if endpoint.claim is not None:
+        endpoint.claim.expect(len(ordered) + 1)
     tasks = {asyncio.create_task(gated(test(v))): v for v in ordered[:1]}
     # The default client goes second: its chain is the one a TLS 1.3-only host gives.
     default_task = asyncio.create_task(
@@ -149,6 +175,7 @@ async def _gather(
         pass
     finally:
         await _cancel(pending)
+        endpoint.finish()
     if any(isinstance(o, NotOffered) for o in outcomes.values()):
         # STARTTLS not offered stands for the default client too, whether it ran or not.
         default = NotOffered()
@@ -159,7 +186,7 @@ def _gate(
     connections: int, deadline: Deadline
 ) -> Callable[[Callable[[], Awaitable[_T]]], Coroutine[Any, Any, _T]]:
     """At most `connections` at once; once one ends the probe (or the server rate-limits
-    it), or time is up, no more open."""
+    it, or the connection budget runs out), or time is up, no more open."""
     gate = asyncio.Semaphore(max(1, connections))
     stop = asyncio.Event()
 

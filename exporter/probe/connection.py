@@ -67,7 +67,7 @@ async def _session(
         log.note(_failure_text("failed", failure))
         raise
     finally:
-        writer.transport.abort()
+        endpoint.close(writer)
 
 
 def _failure_text(what: str, failure: ProbeFailure) -> str:

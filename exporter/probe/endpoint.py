@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 
 from exporter.names import is_ip_address
+from exporter.probe.budget import Claim
 from exporter.probe.deadline import CONNECT_TIMEOUT, Deadline, ProbeFailure
 from exporter.probe.outcomes import CONNECT_FAILURES
 from exporter.probe.smtp import MAX_LINE
@@ -21,11 +23,17 @@ class Endpoint:
 
     Until one address has answered, connections wait for the first: a host that is down or
     refuses costs one connection attempt per address, not one per connection of the probe.
+
+    With a `claim` on the process's connection budget, every connection waits for room at
+    its address first; `close` gives the room back.
     """
 
-    def __init__(self, addresses: list[str], port: int) -> None:
+    def __init__(self, addresses: list[str], port: int, claim: Claim | None = None) -> None:
         self.addresses = addresses
         self.port = port
+        self.claim = claim
+        #: What to call when each open connection closes, by its writer.
+        self._leases: dict[asyncio.StreamWriter, Callable[[], None]] = {}
         #: The address that answered; every later connection goes there.
         self.working: str | None = None
         self._first = asyncio.Lock()
@@ -52,7 +60,7 @@ class Endpoint:
         failure: ProbeFailure | None = None
         for address in order:
             try:
-                streams = await _open(address, self.port, deadline)
+                streams = await self._open_counted(address, deadline)
             except ProbeFailure as exc:
                 if exc.reason not in CONNECT_FAILURES or deadline.left() <= 0:
                     raise
@@ -63,12 +71,37 @@ class Endpoint:
         assert failure is not None
         raise failure
 
+    async def _open_counted(self, address: str, deadline: Deadline) -> Streams:
+        """`_open`, once the budget has room for it at `address`."""
+        if self.claim is None:
+            return await _open(address, self.port, deadline)
+        release = await self.claim.connection(address)
+        try:
+            streams = await _open(address, self.port, deadline)
+        except BaseException:
+            release()
+            raise
+        self._leases[streams[1]] = release
+        return streams
 
-async def resolve(host: str, port: int, deadline: Deadline) -> Endpoint:
+    def close(self, writer: asyncio.StreamWriter) -> None:
+        """Close a connection `connect` opened, and give its place in the budget back."""
+        writer.transport.abort()
+        release = self._leases.pop(writer, None)
+        if release is not None:
+            release()
+
+    def finish(self) -> None:
+        """The probe is done here: reserved connections it did not open go back."""
+        if self.claim is not None:
+            self.claim.close()
+
+
+async def resolve(host: str, port: int, deadline: Deadline, claim: Claim | None = None) -> Endpoint:
     """Every address of the host, in the resolver's order of preference."""
     literal = host.strip("[]")
     if is_ip_address(literal):
-        return Endpoint([literal], port)
+        return Endpoint([literal], port, claim)
     loop = asyncio.get_running_loop()
     with deadline.phase(Reason.RESOLVE_FAILED):
         async with asyncio.timeout(deadline.budget(CONNECT_TIMEOUT)):
@@ -79,7 +112,7 @@ async def resolve(host: str, port: int, deadline: Deadline) -> Endpoint:
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise ProbeFailure(Reason.RESOLVE_FAILED, "no address")
-    return Endpoint(addresses, port)
+    return Endpoint(addresses, port, claim)
 
 
 async def _open(address: str, port: int, deadline: Deadline) -> Streams:

@@ -20,8 +20,8 @@ CONNECT_FAILURES: Final = frozenset(
 #: Failures that every other connection of the probe would meet too.
 _FATAL: Final = CONNECT_FAILURES | {Reason.RESOLVE_FAILED}
 #: Failures after which no further connection of the probe is opened, though those already
-#: open finish: the server asked to be left alone.
-_HOLD_BACK: Final = _FATAL | {Reason.RATE_LIMITED}
+#: open finish: the server asked to be left alone, or the budget for its address ran out.
+_HOLD_BACK: Final = _FATAL | {Reason.RATE_LIMITED, Reason.CONNECTION_BUDGET}
 
 
 @dataclass(frozen=True, slots=True)
