@@ -108,6 +108,9 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("smtp_tls_probe_duration_seconds", "gauge", "How long the last probe took."),
     ("smtp_tls_probe_timestamp_seconds", "gauge",
      "When the last probe finished, in Unix seconds."),
+    ("smtp_tls_backoff_seconds", "gauge",
+     "While the server rate-limits the probes: how long after the last probe's start the "
+     "next one starts (the interval, doubled for each rate-limited probe in a row)."),
     ("smtp_tls_address_version_supported", "gauge",
      "For a host with IPv4 and IPv6 addresses, per address (the first of each family): 1 "
      "accepts this version, 0 refuses it; absent when unknown."),
@@ -167,6 +170,8 @@ def add_result(sink: Sink, target: Target, result: ProbeResult) -> None:
         _add_certificate(add, result.certificate)
     add("smtp_tls_probe_duration_seconds", result.duration)
     add("smtp_tls_probe_timestamp_seconds", result.finished)
+    if result.backoff:
+        add("smtp_tls_backoff_seconds", result.backoff)
     if len(result.addresses) > 1:
         _add_addresses(add, result.addresses)
     if result.dane is not None:

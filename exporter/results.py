@@ -154,6 +154,9 @@ class ProbeResult:
     addresses: tuple[AddressResult, ...] = ()
     #: The chain against the host's TLSA records, where DANE applies to it.
     dane: DaneResult | None = None
+    #: While the server rate-limits the probes: seconds from this probe's start to the
+    #: next one's (the interval, doubled for each rate-limited probe in a row); else 0.
+    backoff: float = 0.0
     #: What every connection said and did, packed (`exporter.transcript`); for people.
     transcript: bytes = b""
 

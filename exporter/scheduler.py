@@ -11,6 +11,9 @@ files limit unless set), and no new probe starts while the event loop runs late,
 what a saturated CPU looks like from inside it. A probe whose host is busy with another
 target's probe waits in that host's queue and starts when the host is free; the schedule
 delay counts only the wait for a slot, the part more concurrency would remove.
+
+A server that rate-limits a probe is left alone for longer: the wait between its target's
+probes doubles with each rate-limited probe in a row (`backoff`), until one gets through.
 """
 
 from __future__ import annotations
@@ -46,6 +49,20 @@ _LAG_WEIGHT = 0.3
 _SAFETY_MARGIN = 5.0
 #: While every slot is busy, overdue probes are counted at most this often.
 _OVERDUE_RECOUNT = 1.0
+#: A rate-limited target's wait between probes grows to at most this many intervals...
+_BACKOFF_INTERVALS = 8
+#: ...and at most this long (though never below one interval).
+_BACKOFF_MOST = 6 * 3600.0
+
+
+def backoff(interval: float, rate_limited: int) -> float:
+    """The wait between a target's probe starts after `rate_limited` rate-limited probes in
+    a row: the interval doubled for each, at most 8 intervals and 6 h (never less than one
+    interval); 0 when the last probe was not rate-limited."""
+    if rate_limited <= 0:
+        return 0.0
+    most = max(interval, min(interval * _BACKOFF_INTERVALS, _BACKOFF_MOST))
+    return min(interval * 2.0 ** min(rate_limited, 32), most)
 
 
 def probe_key(target: Target) -> tuple[object, ...]:
@@ -82,6 +99,8 @@ class _State:
     freed: float | None = None
     #: When a probe that tested every version (the legacy ones too) last started.
     legacy_start: float | None = None
+    #: Rate-limited probes in a row, which the wait before the next one grows with.
+    rate_limited: int = 0
 
 
 @dataclass(order=True, slots=True)
@@ -140,7 +159,7 @@ class Scheduler:
                 keep.add(target.name)
                 previous.target = target
                 if previous.last_start is not None:
-                    due = self._next_due(target, previous.last_start, previous.phase)
+                    due = self._due_after(previous, previous.last_start)
                     if due != previous.due:
                         self._push(previous, due)
                 new[target.name] = previous
@@ -158,6 +177,12 @@ class Scheduler:
         self._states = new
         self._store.set_targets(targets, frozenset(keep))
         self._wake.set()
+
+    def _due_after(self, state: _State, last_start: float) -> float:
+        """When the probe after one started at `last_start` is due: on the phase grid, and
+        not before the back-off of a rate-limited target has passed."""
+        due = self._next_due(state.target, last_start, state.phase)
+        return max(due, last_start + backoff(state.target.interval, state.rate_limited))
 
     def _next_due(self, target: Target, last_start: float, phase: float) -> float:
         """The next time on this target's phase grid at least half an interval after start."""
@@ -312,10 +337,24 @@ class Scheduler:
         if not full:  # the versions not tested keep their last verdicts
             previous = self._store.result(target.name)
             result = result.carried_over(previous, state.target.versions)
+        result = self._back_off(state, result)
         if self._states.get(target.name) is state:
             self._store.record(state.target, result)
             if self._on_result is not None:
                 self._on_result(state.target, result)
+
+    def _back_off(self, state: _State, result: ProbeResult) -> ProbeResult:
+        """Count the rate-limited probes in a row (none once a probe reaches a verdict of
+        its own without one), and put the wait they cause in the result."""
+        reached = [v for v in result.versions if v.checked is None]
+        if result.error is Reason.RATE_LIMITED:
+            state.rate_limited += 1
+            if len(reached) == len(result.versions):
+                state.legacy_start = None  # the legacy versions went untested: next time
+        elif any(v.supported is not None for v in reached):
+            state.rate_limited = 0
+        wait = backoff(state.target.interval, state.rate_limited)
+        return replace(result, backoff=wait) if wait else result
 
     async def _bounded_probe(self, target: Target) -> ProbeResult:
         """The probe's result; TimeoutError when it overruns its own timeout by the margin
@@ -353,7 +392,7 @@ class Scheduler:
             self._release_host(host)
         state.running = None
         if self._states.get(state.target.name) is state and state.last_start is not None:
-            self._push(state, self._next_due(state.target, state.last_start, state.phase))
+            self._push(state, self._due_after(state, state.last_start))
         self._wake.set()
 
     def _release_host(self, host: str) -> None:

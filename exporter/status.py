@@ -100,11 +100,12 @@ def _days_left(moment: datetime, now: float) -> float:
 
 
 def next_probe_estimate(target: Target, result: ProbeResult) -> float:
-    """When the next probe should start: one interval after the last one started. An
+    """When the next probe should start: one interval after the last one started (or the
+    back-off's wait, while the server rate-limits the probes). An
     estimate: the scheduler keeps each target on a phase grid of its own, and the probe
     after a target's first one (at start, or when a reload adds it) moves onto that grid,
     up to half an interval earlier or later; a probe kept waiting for a slot starts late."""
-    return result.started + target.interval
+    return result.started + max(target.interval, result.backoff)
 
 
 def _verification(cert: CertificateInfo) -> str:
