@@ -8,7 +8,10 @@ carrying real mail on the same machine.  It needs root (Postfix's master runs as
 the Debian ``postfix`` package (``scripts/install-test-deps.sh``).
 
 Every listener is described by a :class:`Listener` in ``LISTENERS`` (ports in ``PORTS``), so a
-test can compare a probe result against what the server is configured to accept.
+test can compare a probe result against what the server is configured to accept.  The
+listeners in ``LIMITED`` (ports in ``LIMITED_PORTS``) limit how often and how many at once
+one client may connect, as mail servers do to scanners; they run in the same instance, but
+only the tests of those limits use them, so no other test spends their budget.
 
 OpenSSL 3 refuses TLS 1.0 and 1.1 above security level 0 (their handshake signatures use
 MD5+SHA-1).  Postfix 3.7 on Debian 12 served TLS 1.0/1.1 even with its default cipher lists,
@@ -77,6 +80,19 @@ PORTS: Final[dict[str, int]] = {
 }
 """Listener name -> TCP port (on 127.0.0.1, ``ipv6`` on ::1)."""
 
+LIMITED_PORTS: Final[dict[str, int]] = {"rate_limit": 2617, "count_limit": 2618}
+"""Listeners that limit their clients -> TCP port (on 127.0.0.1)."""
+
+RATE_LIMIT: Final = 12
+"""Connections one client may make to ``rate_limit`` per ``ANVIL_RATE_TIME_UNIT``: the
+exporter's default budget per address and minute, so the budget meets it exactly."""
+
+ANVIL_RATE_TIME_UNIT: Final = 60
+"""Seconds Postfix's anvil counts connection rates over (its default, written out)."""
+
+COUNT_LIMIT: Final = 2
+"""Connections one client may have open at once to ``count_limit``."""
+
 _POSTFIX_PROTOCOL: Final[dict[TLSVersion, str]] = {
     TLSVersion.TLS1_0: "TLSv1",
     TLSVersion.TLS1_1: "TLSv1.1",
@@ -119,7 +135,7 @@ class Listener:
 
     @property
     def port(self) -> int:
-        return PORTS[self.name]
+        return PORTS[self.name] if self.name in PORTS else LIMITED_PORTS[self.name]
 
 
 def _listeners() -> dict[str, Listener]:
@@ -156,6 +172,37 @@ def _listeners() -> dict[str, Listener]:
 
 
 LISTENERS: Final[dict[str, Listener]] = _listeners()
+
+
+def _limited() -> dict[str, Listener]:
+    # Postfix exempts $mynetworks (127.0.0.0/8 here) from these limits unless told otherwise.
+    everyone = {"smtpd_client_event_limit_exceptions": ""}
+    items = [
+        Listener(
+            "rate_limit",
+            ALL_VERSIONS,
+            settings={"smtpd_client_connection_rate_limit": str(RATE_LIMIT)} | everyone,
+        ),
+        Listener(
+            "count_limit",
+            ALL_VERSIONS,
+            # Each session waits a second before its greeting, as busy servers do, so the
+            # sessions of a probe overlap (else a few smtpd processes serve them in turn).
+            greet_delay=1.0,
+            settings={
+                "smtpd_client_connection_count_limit": str(COUNT_LIMIT),
+                "smtpd_delay_reject": "no",
+                "smtpd_client_restrictions": "sleep 1",
+            }
+            | everyone,
+        ),
+    ]
+    listeners = {item.name: item for item in items}
+    assert listeners.keys() == LIMITED_PORTS.keys()
+    return listeners
+
+
+LIMITED: Final[dict[str, Listener]] = _limited()
 
 
 class PostfixError(RuntimeError):
@@ -370,6 +417,9 @@ postscreen_greet_action = ignore
 postscreen_greet_banner = {POSTSCREEN_BANNER}
 postscreen_greet_wait = {POSTSCREEN_GREET_WAIT}s
 postscreen_dnsbl_sites =
+
+# Connection rates (the rate_limit listener) are counted over this unit.
+anvil_rate_time_unit = {ANVIL_RATE_TIME_UNIT}s
 """
 
 
@@ -428,6 +478,19 @@ def _accepts(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _listening(host: str, port: int) -> bool:
+    """Whether a socket listens on the IPv4 `host`:`port`, seen in /proc/net/tcp: without
+    connecting, which a listener that limits its clients would count."""
+    packed = socket.inet_aton(host)[::-1].hex().upper()
+    wanted = f"{packed}:{port:04X}"
+    with open("/proc/net/tcp") as table:
+        next(table)
+        return any(
+            fields[1] == wanted and fields[3] == "0A"  # 0A: LISTEN
+            for fields in (line.split() for line in table)
+        )
 
 
 @dataclass(frozen=True)
@@ -532,6 +595,8 @@ class PostfixServers:
             for name, listener in LISTENERS.items()
             if self.ipv6 or listener.host != HOST6
         }
+        #: The listeners that limit their clients: not in `listeners` or `names`.
+        self.limited: dict[str, Listener] = dict(LIMITED)
         self._lock: IO[str] | None = None
         self._log_offset = 0
         self.running = False
@@ -569,9 +634,14 @@ class PostfixServers:
 
     def listener(self, name: str) -> Listener:
         try:
-            return self.listeners[name]
+            return self.listeners.get(name) or self.limited[name]
         except KeyError:
-            raise KeyError(f"no Postfix test listener {name!r}; have {self.names}") from None
+            have = [*self.names, *self.limited]
+            raise KeyError(f"no Postfix test listener {name!r}; have {have}") from None
+
+    @property
+    def _every_listener(self) -> dict[str, Listener]:
+        return self.listeners | self.limited
 
     def address(self, name: str) -> tuple[str, int]:
         """``(host, port)`` of a listener."""
@@ -698,7 +768,7 @@ class PostfixServers:
         paths.data_dir.chmod(0o700)
         files = {
             paths.config_dir / "main.cf": main_cf(self.certs, self.ipv6, paths, install),
-            paths.config_dir / "master.cf": master_cf(self.certs, self.listeners),
+            paths.config_dir / "master.cf": master_cf(self.certs, self._every_listener),
         }
         for path, text in files.items():
             path.write_text(text)
@@ -716,7 +786,7 @@ class PostfixServers:
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if not self._instance_running() and not any(
-                _accepts(listener.host, listener.port) for listener in self.listeners.values()
+                _accepts(listener.host, listener.port) for listener in self._every_listener.values()
             ):
                 return
             time.sleep(0.1)
@@ -738,17 +808,20 @@ class PostfixServers:
 
     def _check_ports_free(self) -> None:
         deadline = time.monotonic() + self.start_timeout
-        while busy := [n for n, item in self.listeners.items() if _accepts(item.host, item.port)]:
+        listeners = self._every_listener.items()
+        while busy := [n for n, item in listeners if _accepts(item.host, item.port)]:
             if time.monotonic() > deadline:
                 raise PostfixError(f"the ports of listeners {busy} are in use by another process")
             time.sleep(0.1)
 
     def _wait_for_listeners(self) -> None:
-        pending = dict(self.listeners)
+        pending = self._every_listener
         deadline = time.monotonic() + self.start_timeout
         while pending:
             for name, listener in list(pending.items()):
-                if _accepts(listener.host, listener.port):
+                # A connection would count against a limited listener's budget.
+                ready = _listening if name in self.limited else _accepts
+                if ready(listener.host, listener.port):
                     del pending[name]
             if not pending:
                 return

@@ -1,0 +1,98 @@
+"""Real Postfix listeners that limit their clients, as mail servers limit scanners: one
+allows twelve connections a minute from a client (anvil), one two at once. The budget keeps
+probes under the first at the exporter's defaults; a probe that goes over either is
+`rate_limited` with the server's words, never a refusal, and recovers once it keeps within."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import pytest
+
+from exporter.probe import ConnectionBudget, probe
+from exporter.results import ProbeResult, Reason, Verdict
+from exporter.target import DEFAULT_VERSIONS, Target
+from tests.support.postfix import COUNT_LIMIT, RATE_LIMIT, PostfixServers
+
+pytestmark = pytest.mark.postfix
+
+#: What Postfix says to a client over either limit.
+TOO_MANY = "421 4.7.0 mail.test Error: too many connections from 127.0.0.1"
+
+
+def probe_all(targets: list[Target], budget: ConnectionBudget | None = None) -> list[ProbeResult]:
+    async def every() -> list[ProbeResult]:
+        return list(await asyncio.gather(*(probe(t, budget=budget) for t in targets)))
+
+    return asyncio.run(every())
+
+
+def log_says(postfix: PostfixServers, listener: str, words: str, wait: float = 0.0) -> bool:
+    """Whether this run's log has `words` from `listener`'s smtpd (waiting up to `wait`)."""
+    deadline = time.monotonic() + wait
+    while True:
+        lines = postfix.log_tail(5000).splitlines()
+        if any(f"postfix-test/{listener}/" in line and words in line for line in lines):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
+def assert_verdicts_or_unknown(postfix: PostfixServers, name: str, result: ProbeResult) -> None:
+    """Every version the server was asked about has its true verdict; the others are
+    unknown for the server's words, none refused for them."""
+    accepted = postfix.listener(name).versions
+    for found in result.versions:
+        if found.verdict is Verdict.UNKNOWN:
+            assert found.detail == TOO_MANY, found
+        else:
+            expected = Verdict.ACCEPTED if found.version in accepted else Verdict.REFUSED
+            assert found.verdict is expected, found
+
+
+def test_the_budget_keeps_probes_under_a_servers_connection_rate_limit(
+    postfix: PostfixServers,
+) -> None:
+    """Three targets on one address, probed at once at the default budget (twelve a minute,
+    what the server allows): two probes of six fit, the third says it did not fit in time
+    and opens nothing, and the server never turns a connection away. A probe without the
+    budget then goes over the limit: the server says so, and the probe reports it."""
+    assert Target(host="x").max_connections_per_minute == RATE_LIMIT
+    limited = postfix.target("rate_limit")
+    targets = [dataclasses.replace(limited, name=f"rate-{n}") for n in "abc"]
+    results = probe_all(targets, ConnectionBudget())
+    errors = sorted((r.error.value if r.error else "ok") for r in results)
+    assert errors == ["connection_budget", "ok", "ok"], [(r.error, r.error_detail) for r in results]
+    (late,) = (r for r in results if not r.success)
+    assert "12 connections a minute to 127.0.0.1 used" in late.error_detail
+    assert {v.verdict for v in late.versions} == {Verdict.UNKNOWN}
+    assert late.duration < 3  # no wait for what could not come in time
+    assert not log_says(postfix, "rate_limit", "Connection rate limit exceeded", wait=1.0)
+
+    (over,) = probe_all([limited])
+    assert over.error is Reason.RATE_LIMITED, over.error_detail
+    assert over.error_detail.startswith(TOO_MANY)
+    assert {v.verdict for v in over.versions} == {Verdict.UNKNOWN}
+    assert log_says(postfix, "rate_limit", "Connection rate limit exceeded", wait=5.0)
+
+
+def test_a_server_limiting_connections_at_once(postfix: PostfixServers) -> None:
+    """Six connections at once where the server allows two: the connections it turned away
+    leave their versions unknown, those it served keep their true verdicts; one connection
+    at a time (`connections: 1`) gets through whole."""
+    assert COUNT_LIMIT < 6
+    (tripped,) = probe_all([postfix.target("count_limit")])
+    assert tripped.error is Reason.RATE_LIMITED, tripped.error_detail
+    assert tripped.error_detail.startswith(TOO_MANY)
+    assert_verdicts_or_unknown(postfix, "count_limit", tripped)
+    assert Verdict.UNKNOWN in {v.verdict for v in tripped.versions}
+    assert log_says(postfix, "count_limit", "Connection concurrency limit exceeded", wait=5.0)
+
+    time.sleep(1.0)  # the server hears of the closed connections a moment later
+    (recovered,) = probe_all([postfix.target("count_limit", connections=1)], ConnectionBudget())
+    assert recovered.success, recovered.error_detail
+    assert_verdicts_or_unknown(postfix, "count_limit", recovered)
+    assert len(recovered.versions) == len(DEFAULT_VERSIONS)
