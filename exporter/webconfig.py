@@ -12,6 +12,7 @@ with the reason (`RequireAnyClientCert`), or `WebConfig.notes` says what differs
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import ssl
@@ -20,7 +21,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 
 import bcrypt
 from cryptography import x509
@@ -135,6 +135,10 @@ _TLS_KEYS = (
 )
 
 
+#: The most of a certificate, key or CA file read: CA bundles of whole systems take 200 KB.
+MAX_PEM_BYTES = 10 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class PemSource:
     """A certificate, key or CA bundle: a file (re-read when it changes) or inline PEM."""
@@ -144,8 +148,14 @@ class PemSource:
     inline: str | None = None
 
     def read(self) -> bytes:
+        """The PEM bytes; OSError when the file cannot be read or holds more than
+        `MAX_PEM_BYTES` (a device such as /dev/zero would hold memory without end)."""
         if self.path is not None:
-            return Path(self.path).read_bytes()
+            with open(self.path, "rb") as handle:
+                data = handle.read(MAX_PEM_BYTES + 1)
+            if len(data) > MAX_PEM_BYTES:
+                raise OSError(errno.EFBIG, "holds more than the 10 MiB a PEM file may have")
+            return data
         return (self.inline or "").encode()
 
 

@@ -235,6 +235,21 @@ def test_a_key_with_a_line_break_still_makes_a_one_line_problem(certs: WebCerts)
     assert found[0].isprintable()
 
 
+def test_a_pem_file_is_read_only_up_to_the_limit(certs: WebCerts, tmp_path: Path) -> None:
+    """An endless device or a huge file named as certificate, key or CA costs 10 MiB at most."""
+    huge = tmp_path / "huge.pem"
+    huge.write_bytes(b"")
+    os.truncate(huge, 100 * 1024 * 1024)
+    text = f"tls_server_config: {{cert_file: /dev/zero, key_file: {huge}}}"
+    found = problems(text, certs)
+    assert found == [
+        "tls_server_config.cert_file: /dev/zero: cannot be read: holds more than the 10 MiB"
+        " a PEM file may have (line 1)",
+        f"tls_server_config.key_file: {huge}: cannot be read: holds more than the 10 MiB"
+        " a PEM file may have (line 1)",
+    ]
+
+
 def test_inline_certificate_and_key(certs: WebCerts) -> None:
     indent = "\n      "
     cert = indent.join(certs.server_cert_file.read_text().splitlines())
