@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import zlib
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from exporter.clock import Clock, SystemClock
@@ -146,9 +147,12 @@ class Scheduler:
     def running(self) -> int:
         return self._running
 
-    def apply(self, targets: tuple[Target, ...]) -> None:
+    def apply(
+        self, targets: tuple[Target, ...], resumed: Mapping[str, ProbeResult] | None = None
+    ) -> None:
         """Switch to a new target list: new ones start now, unchanged ones keep their
-        schedule and results, removed ones stop and lose their series."""
+        schedule and results, removed ones stop and lose their series. A new target in
+        `resumed` (its last result from before a restart) resumes its schedule instead."""
         old = self._states
         new: dict[str, _State] = {}
         keep: set[str] = set()
@@ -170,13 +174,30 @@ class Scheduler:
             phase = (zlib.crc32(target.name.encode()) / 2**32) * target.interval
             state = _State(target=target, generation=self._generation, phase=phase)
             new[target.name] = state
-            self._push(state, now)
+            last = None if resumed is None else resumed.get(target.name)
+            self._push(state, now if last is None else self._resume(state, last, now))
         for name, state in old.items():
             if name not in new and state.running is not None:
                 state.running.cancel()
         self._states = new
         self._store.set_targets(targets, frozenset(keep))
         self._wake.set()
+
+    def _resume(self, state: _State, last: ProbeResult, now: float) -> float:
+        """When a target whose last probe (before a restart) was `last` is next due: one
+        interval after that probe started, or its back-off, which goes on. One missed while
+        the exporter was down runs within as long as it was missed by (at most an
+        interval), at its phase's share of that time: a quick restart catches up at once,
+        and one after a long stop spreads the missed probes over an interval as the phases
+        spread a round."""
+        interval = state.target.interval
+        if last.backoff > 0:
+            state.rate_limited = max(1, int(math.log2(last.backoff / interval)))
+        wait = max(interval, last.backoff)
+        due = min(now + last.started - self._clock.time() + wait, now + wait)
+        if due >= now:
+            return due
+        return now + state.phase / interval * min(now - due, interval)
 
     def _due_after(self, state: _State, last_start: float) -> float:
         """When the probe after one started at `last_start` is due: on the phase grid, and

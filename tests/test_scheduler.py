@@ -446,3 +446,117 @@ def test_legacy_versions_follow_their_own_slower_interval() -> None:
         assert checked_10 == checked_12
     else:  # from the last full probe, a while ago
         assert checked_12 - 600 < checked_10 < checked_12
+
+
+def stored(target: Target, started: float, backoff: float = 0.0) -> ProbeResult:
+    """A target's last result as the storage gives it back after a restart."""
+    result = ProbeResult.unreached(
+        target.name, target.versions, started=started, duration=1.0,
+        reason=Reason.RATE_LIMITED if backoff else Reason.CONNECT_REFUSED, detail="",
+    )  # fmt: skip
+    return dataclasses.replace(result, backoff=backoff)
+
+
+def test_targets_resume_where_they_were_before_a_restart() -> None:
+    """A target that last started 20 s ago is next probed 40 s from now, one interval
+    after that start; a target with nothing stored starts at once."""
+    clock = ManualClock()
+    store, stand_in = ResultStore(), StandInProbe(clock, duration=1.0)
+    kept, new = mx(1), mx(2)
+    t0 = clock.monotonic()
+
+    async def case() -> None:
+        scheduler = Scheduler(store, stand_in, clock=clock)
+        scheduler.apply((kept, new), {kept.name: stored(kept, clock.time() - 20.0)})
+        async with running(scheduler):
+            await clock.advance(200)
+
+    run(case)
+    assert stand_in.starts(new.name)[0] == t0
+    first, second, *_ = stand_in.starts(kept.name)
+    assert first == t0 + 40.0
+    assert 30.0 <= second - first <= 90.0  # then on its phase, as after any first probe
+
+
+def test_probes_missed_during_a_long_stop_spread_over_an_interval() -> None:
+    clock = ManualClock()
+    stand_in = StandInProbe(clock)
+    targets = tuple(mx(i, interval=300.0) for i in range(200))
+    t0 = clock.monotonic()
+
+    async def case() -> None:
+        scheduler = Scheduler(ResultStore(), stand_in, clock=clock)
+        day_ago = clock.time() - 86_400.0
+        scheduler.apply(targets, {t.name: stored(t, day_ago) for t in targets})
+        async with running(scheduler):
+            await clock.advance(300)
+
+    run(case)
+    seconds = [stand_in.starts(t.name)[0] - t0 for t in targets]
+    assert all(0 <= s <= 300 for s in seconds), seconds
+    buckets = [sum(1 for s in seconds if k * 60 <= s < (k + 1) * 60) for k in range(5)]
+    assert max(buckets) < len(targets) / 3, buckets
+
+
+def test_a_probe_missed_by_a_quick_restart_runs_within_the_time_missed() -> None:
+    clock = ManualClock()
+    stand_in = StandInProbe(clock)
+    targets = tuple(mx(i, interval=300.0) for i in range(50))
+    t0 = clock.monotonic()
+
+    async def case() -> None:
+        scheduler = Scheduler(ResultStore(), stand_in, clock=clock)
+        # Due 5 s ago: the exporter was down for the last 5 s of their interval.
+        scheduler.apply(targets, {t.name: stored(t, clock.time() - 305.0) for t in targets})
+        async with running(scheduler):
+            await clock.advance(10)
+
+    run(case)
+    assert all(0 <= stand_in.starts(t.name)[0] - t0 <= 5.0 for t in targets)
+
+
+def test_a_start_in_the_future_waits_no_more_than_an_interval() -> None:
+    """A clock set back since the last start must not hold the target back for long."""
+    clock = ManualClock()
+    stand_in = StandInProbe(clock)
+    target = mx(1)
+    t0 = clock.monotonic()
+
+    async def case() -> None:
+        scheduler = Scheduler(ResultStore(), stand_in, clock=clock)
+        scheduler.apply((target,), {target.name: stored(target, clock.time() + 86_400.0)})
+        async with running(scheduler):
+            await clock.advance(120)
+
+    run(case)
+    assert stand_in.starts(target.name)[0] == t0 + 60.0
+
+
+def test_a_back_off_goes_on_after_a_restart() -> None:
+    """A target that was rate-limited twice in a row (four intervals' wait) waits those out
+    from its last start, and a third rate-limited probe doubles the wait again."""
+    clock = ManualClock()
+    store = ResultStore()
+    target = mx(1)
+    starts: list[float] = []
+
+    async def limited(probed: Target) -> ProbeResult:
+        starts.append(clock.monotonic())
+        return ProbeResult.unreached(
+            probed.name, probed.versions, started=clock.time(), duration=0.0,
+            reason=Reason.RATE_LIMITED, detail="421 4.7.0 too many connections",
+        )  # fmt: skip
+
+    t0 = clock.monotonic()
+
+    async def case() -> None:
+        scheduler = Scheduler(store, limited, clock=clock)
+        scheduler.apply((target,), {target.name: stored(target, clock.time() - 60.0, 240.0)})
+        async with running(scheduler):
+            await clock.advance(200)
+
+    run(case)
+    assert starts == [t0 + 180.0]
+    result = store.result(target.name)
+    assert result is not None
+    assert result.backoff == 480.0
