@@ -37,7 +37,7 @@ def config_or_error(text: str) -> Config | ConfigError:
         assert result.problems
         for problem in result.problems:
             assert problem
-            assert "\n" not in problem, problem
+            assert problem.splitlines() == [problem], problem
             assert problem.encode("utf-8")  # it goes into HTTP answers and the status page
         assert all(line.startswith("fuzz.yaml: ") for line in str(result).splitlines())
     return result

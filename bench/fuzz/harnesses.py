@@ -208,7 +208,7 @@ def web_config_file(data: bytes) -> None:
 def _one_line_each(problems: tuple[str, ...], whole: str) -> None:
     """A file's problems as people and HTTP answers take them: some, one line each, text."""
     assert problems
-    assert all(problem and "\n" not in problem for problem in problems)
+    assert all(problem and problem.splitlines() == [problem] for problem in problems)
     assert whole.encode("utf-8")
 
 
