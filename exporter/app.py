@@ -7,7 +7,7 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from aiohttp import web
 from prometheus_client.metrics_core import Metric
@@ -22,8 +22,16 @@ from exporter.names import format_address
 from exporter.ondemand import OnDemand, OnDemandCollector
 from exporter.probe import probe
 from exporter.results import ProbeResult
-from exporter.scheduler import Scheduler
+from exporter.scheduler import Scheduler, probe_key
 from exporter.shard import Shard
+from exporter.storage import (
+    ResultStorage,
+    StorageCollector,
+    StorageError,
+    StoredResult,
+    open_storage,
+    probe_digest,
+)
 from exporter.store import ResultStore, ShardStatus
 from exporter.target import MailDomain, Target
 from exporter.web import make_app
@@ -100,6 +108,7 @@ class Exporter:
         concurrency: int,
         shard: Shard | None = None,
         web_config: WebConfig | None = None,
+        storage: ResultStorage | None = None,
     ) -> None:
         self.config_file = config_file
         #: `--web.config.file`: TLS, basic auth and headers of every endpoint; reloaded with
@@ -108,14 +117,49 @@ class Exporter:
         #: `--shard`: probe only this share of the config's targets; None probes them all.
         self.shard = shard
         self.store = ResultStore()
-        self.scheduler = Scheduler(self.store, probe, concurrency, on_result=log_result)
-        self.watcher = DomainWatcher(self.store, self.scheduler.apply)
+        self.scheduler = Scheduler(self.store, probe, concurrency, on_result=self._on_result)
+        self.watcher = DomainWatcher(self.store, self._apply)
+        #: `--storage.path`: every result is kept there; None keeps them in memory only.
+        self.storage = storage
+        #: Results from the storage whose targets have not appeared yet (a mail domain's MX
+        #: hosts appear after its first look-up).
+        self._stored: dict[str, StoredResult] = {}
         #: /probe: who may be probed on demand comes with every config load.
         self.on_demand = OnDemand(probe)
         self.config: Config | None = None
         self._reload_lock = asyncio.Lock()
         # The loop keeps only weak references to tasks: these keep a reload alive to its end.
         self._reload_tasks: set[asyncio.Task[tuple[bool, str]]] = set()
+
+    def resume_from(self, stored: Mapping[str, StoredResult]) -> None:
+        """Results kept by the storage: each target among them that appears with the same
+        probe settings gets its result back and resumes its schedule."""
+        self._stored = dict(stored)
+
+    def _on_result(self, target: Target, result: ProbeResult) -> None:
+        log_result(target, result)
+        if self.storage is not None:
+            self.storage.save(target.name, probe_digest(probe_key(target)), result)
+
+    def _apply(self, targets: tuple[Target, ...]) -> None:
+        """Hand the targets to the scheduler, those with a stored result resumed. The
+        storage keeps only the running targets' results, once every mail domain has been
+        looked up (before that, its MX hosts' results wait for them)."""
+        resumed: dict[str, ProbeResult] = {}
+        for target in targets:
+            kept = self._stored.pop(target.name, None)
+            if kept is not None and kept.probe_key == probe_digest(probe_key(target)):
+                resumed[target.name] = kept.result
+        self.scheduler.apply(targets, resumed)
+        if self.storage is None:
+            return
+        if resumed:
+            restored = self.store.restore(resumed)
+            self.storage.restored_targets += restored
+            log.info("results restored", extra={"fields": {"targets": restored}})
+        if all(domain.checked is not None for domain in self.store.domains()):
+            self._stored.clear()
+            self.storage.retain(frozenset(target.name for target in targets))
 
     def install(self, config: Config) -> None:
         """Run `config`: at start and on every reload, so each target stays on its shard."""
@@ -193,7 +237,12 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
     registry.register(domains)
     registry.register(own)
     registry.register(on_demand)
-    exposition = CachedExposition(exporter.store, ChainedCollector(domains, own, on_demand))
+    extra: tuple[Collector, ...] = (domains, own, on_demand)
+    if exporter.storage is not None:
+        stored = StorageCollector(exporter.storage)
+        registry.register(stored)
+        extra += (stored,)
+    exposition = CachedExposition(exporter.store, ChainedCollector(*extra))
     app = make_app(exporter.store, registry, exporter.reload, exposition.render, exporter.on_demand)
     exporter.web.attach(app)
     runner = web.AppRunner(app, access_log=None)
@@ -230,14 +279,15 @@ async def _serve(exporter: Exporter, config: Config, host: str | None, port: int
 def serve(
     config_file: str,
     config: Config,
-    host: str | None,
-    port: int,
+    listen: tuple[str | None, int],
     concurrency: int | None,
     shard: Shard | None = None,
     web_config: WebConfig | None = None,
+    storage_path: str | None = None,
 ) -> int:
     """Serve until SIGTERM or SIGINT; 1 when the listen address cannot be bound (or the
-    web config's TLS files stopped loading since they were checked).
+    web config's TLS files stopped loading since they were checked, or `storage_path`
+    cannot hold the results).
 
     `concurrency` bounds probes at once; None: as many as the open files limit allows."""
     # Until the event loop takes the signals over, a SIGHUP (a reload sent too early)
@@ -257,13 +307,30 @@ def serve(
         )
     else:
         log.info("probe concurrency", extra={"fields": fields})
+    storage: ResultStorage | None = None
+    stored: dict[str, StoredResult] = {}
+    if storage_path is not None:
+        try:
+            storage, stored = open_storage(storage_path)
+        except StorageError as exc:
+            print(f"smtp-tls-exporter: --storage.path: {exc}", file=sys.stderr)
+            return 1
+        fields = {"file": str(storage.file), "results": len(stored)}
+        log.info("storage opened", extra={"fields": fields})
     try:
-        exporter = Exporter(config_file, bound, shard, web_config)
+        exporter = Exporter(config_file, bound, shard, web_config, storage)
     except (OSError, ssl.SSLError) as exc:
         print(f"smtp-tls-exporter: the web config's TLS files: {exc}", file=sys.stderr)
+        if storage is not None:
+            storage.close()
         return 1
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(_serve(exporter, config, host, port))
+    exporter.resume_from(stored)
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(_serve(exporter, config, *listen))
+    finally:
+        if storage is not None:
+            storage.close()  # the last results written
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

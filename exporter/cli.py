@@ -202,6 +202,15 @@ def exporter_parser() -> argparse.ArgumentParser:
         help="probe only shard I (0 to N-1) of N: the targets whose name hashes to I, so N "
         "processes with the same config file split its targets (default: every target)",
     )
+    parser.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        metavar="DIR",
+        help="keep every target's last result in a database in DIR (made if missing), so a"
+        " restart serves them at once and resumes each target's schedule instead of probing"
+        " all at once; a damaged file is set aside and a new one started (default: results in"
+        " memory only)",
+    )
     parser.add_argument("--version", action="version", version=f"smtp-tls-exporter {__version__}")
     return parser
 
@@ -273,8 +282,15 @@ def run_exporter(argv: Sequence[str]) -> int:
         if web_config.source is not None:
             print(f"{web_config.source}: OK, {describe_web_config(web_config)}")
         return 0
-    host, port = args.listen
-    return serve(args.config_file, config, host, port, args.concurrency, args.shard, web_config)
+    return serve(
+        args.config_file,
+        config,
+        args.listen,
+        args.concurrency,
+        args.shard,
+        web_config,
+        args.storage_path,
+    )
 
 
 # --- check -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from exporter.mx import MxLookup
@@ -109,6 +110,19 @@ class ResultStore:
         if target.name in self._targets:
             self._results[target.name] = result
             self.version += 1
+
+    def restore(self, results: Mapping[str, ProbeResult]) -> int:
+        """Results kept from before a restart (`--storage.path`), for targets of the running
+        config that have none yet; not counted as probes. How many were taken."""
+        taken = {
+            name: result
+            for name, result in results.items()
+            if name in self._targets and name not in self._results
+        }
+        if taken:
+            self._results.update(taken)
+            self.version += 1
+        return len(taken)
 
     def probe_started(self, delay: float) -> None:
         """Note that a probe started `delay` seconds after it was due."""
