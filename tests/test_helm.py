@@ -51,6 +51,7 @@ CASES: dict[str, Path] = {
     "ca-configmap": VALUES_DIR / "ca-configmap.yaml",
     "sharding": VALUES_DIR / "sharding.yaml",
     "web-config": VALUES_DIR / "web-config.yaml",
+    "storage": VALUES_DIR / "storage.yaml",
 }
 #: Flags a case needs besides its values file.
 CASE_FLAGS: dict[str, tuple[str, ...]] = {"example": IMAGE_SET}
@@ -866,5 +867,94 @@ def test_a_tcp_socket_probe_stays_as_given() -> None:
 )
 def test_web_config_values_that_are_refused(flags: tuple[str, ...], message: str) -> None:
     result = run_helm("template", RELEASE, str(CHART), "--values", str(CASES["web-config"]), *flags)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+STORAGE_PATH = "/var/lib/smtp-tls-exporter"
+
+
+def storage_volume(manifests: list[Manifest]) -> Manifest | None:
+    volumes = workload(manifests)["spec"]["template"]["spec"]["volumes"]
+    found: list[Manifest] = [v for v in volumes if v["name"] == "storage"]
+    return found[0] if found else None
+
+
+def test_storage_off_by_default() -> None:
+    manifests = render("example")
+    assert not [a for a in container(manifests)["args"] if a.startswith("--storage.path")]
+    assert storage_volume(manifests) is None
+    assert "strategy" not in deployment(manifests)["spec"]
+
+
+def test_storage_on_an_existing_claim_is_mounted_and_passed() -> None:
+    manifests = render("storage")
+    c = container(manifests)
+    assert f"--storage.path={STORAGE_PATH}" in c["args"]
+    assert {"name": "storage", "mountPath": STORAGE_PATH} in c["volumeMounts"]
+    assert storage_volume(manifests) == {
+        "name": "storage",
+        "persistentVolumeClaim": {"claimName": "exporter-results"},
+    }
+    # The old pod lets go of the claim before the new one needs it.
+    assert deployment(manifests)["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_storage_without_a_claim_is_an_empty_dir() -> None:
+    manifests = render("example", "--set", "storage.enabled=true", "--set", "storage.size=64Mi")
+    assert storage_volume(manifests) == {"name": "storage", "emptyDir": {"sizeLimit": "64Mi"}}
+    assert f"--storage.path={STORAGE_PATH}" in container(manifests)["args"]
+    assert "strategy" not in deployment(manifests)["spec"]
+
+
+SHARDED_STORAGE = (
+    "--set", "storage.enabled=true", "--set", "storage.size=2Gi",
+    "--set", "storage.storageClassName=fast-ssd", "--set", "storage.mountPath=/data",
+)  # fmt: skip
+
+
+def test_storage_with_sharding_is_a_claim_per_pod() -> None:
+    manifests = template(CASES["sharding"], *SHARDED_STORAGE)
+    statefulset = only(manifests, "StatefulSet")
+    [claim] = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "storage"
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "fast-ssd",
+        "resources": {"requests": {"storage": "2Gi"}},
+    }
+    c = container(manifests)
+    assert "--storage.path=/data" in c["args"]
+    assert c["args"][-1] == "--probe.concurrency=20"  # extraArgs still come last
+    assert {"name": "storage", "mountPath": "/data"} in c["volumeMounts"]
+    assert storage_volume(manifests) is None  # the claim template provides it
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(statefulset, version, strict=True)
+    lint = run_helm("lint", "--strict", str(CHART), "--values", str(CASES["sharding"]),
+                    *SHARDED_STORAGE)  # fmt: skip
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_storage_with_sharding_and_the_default_class() -> None:
+    manifests = template(CASES["sharding"], "--set", "storage.enabled=true")
+    [claim] = only(manifests, "StatefulSet")["spec"]["volumeClaimTemplates"]
+    assert "storageClassName" not in claim["spec"]
+    assert claim["spec"]["resources"] == {"requests": {"storage": "1Gi"}}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--set", "replicaCount=2"), "storage.existingClaim holds the results of one pod"),
+        (("--set", "sharding.shards=2"), "storage.existingClaim is for the Deployment"),
+        (("--set", "storage.size=lots"), "storage/size"),
+        (("--set", "storage.mountPath=data"), "storage/mountPath"),
+        (("--set", "storage.claim=a"), "additional properties 'claim' not allowed"),
+    ],
+)
+def test_storage_values_that_are_refused(flags: tuple[str, ...], message: str) -> None:
+    result = run_helm("template", RELEASE, str(CHART), "--values", str(CASES["storage"]), *flags)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr

@@ -171,6 +171,7 @@ label (set by the StatefulSet controller since Kubernetes 1.28) through the down
 */}}
 {{- define "smtp-tls-exporter.podTemplate" -}}
 {{- $shards := int (include "smtp-tls-exporter.shards" .) -}}
+{{- include "smtp-tls-exporter.checkStorage" . -}}
 metadata:
   annotations:
     checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
@@ -212,6 +213,9 @@ spec:
         - --log.format={{ .Values.log.format }}
         {{- with include "smtp-tls-exporter.webConfigPath" . }}
         - --web.config.file={{ . }}
+        {{- end }}
+        {{- if .Values.storage.enabled }}
+        - --storage.path={{ .Values.storage.mountPath }}
         {{- end }}
         {{- if $shards }}
         # Kubernetes expands $(POD_INDEX) from the container's env.
@@ -256,6 +260,10 @@ spec:
         {{- end }}
         - name: tmp
           mountPath: /tmp
+        {{- if .Values.storage.enabled }}
+        - name: storage
+          mountPath: {{ .Values.storage.mountPath }}
+        {{- end }}
   volumes:
     # One projected volume: config.yaml and, with caFile, ca/<key> side by side
     # (no mount nested inside a read-only ConfigMap volume).
@@ -307,6 +315,18 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 16Mi
+    {{- if and .Values.storage.enabled (not $shards) }}
+    # The results database (a StatefulSet has a claim per pod instead): an existing claim,
+    # or an emptyDir, which outlives the container but not the pod.
+    - name: storage
+      {{- if .Values.storage.existingClaim }}
+      persistentVolumeClaim:
+        claimName: {{ .Values.storage.existingClaim }}
+      {{- else }}
+      emptyDir:
+        sizeLimit: {{ .Values.storage.size }}
+      {{- end }}
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -319,4 +339,20 @@ spec:
   tolerations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+
+{{/*
+Storage values that cannot work: one existing claim for many pods (Deployment replicas or
+shards, which get a claim each from the StatefulSet).
+*/}}
+{{- define "smtp-tls-exporter.checkStorage" -}}
+{{- $storage := .Values.storage }}
+{{- if and $storage.enabled $storage.existingClaim }}
+{{- if int (include "smtp-tls-exporter.shards" .) }}
+{{- fail "storage.existingClaim is for the Deployment: with sharding.shards each pod gets a claim of its own (storage.size, storage.storageClassName)" }}
+{{- end }}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- fail "storage.existingClaim holds the results of one pod: set replicaCount to 1, or use sharding.shards for more pods (a claim each)" }}
+{{- end }}
+{{- end }}
 {{- end }}
