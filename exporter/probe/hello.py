@@ -9,16 +9,20 @@ comes for free.
 
 from __future__ import annotations
 
+import enum
 import functools
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Final
 
 from exporter.names import sni_name
 from exporter.probe import suites
 from exporter.target import TLSVersion
+
+if TYPE_CHECKING:  # only the type: `exporter.senders` imports this package's suites
+    from exporter.senders import SenderProfile
 
 # Record content types.
 CHANGE_CIPHER_SPEC: Final = 20
@@ -501,3 +505,426 @@ def _walk_handshake(
         elif kind == _SERVER_HELLO_DONE:
             return hello, True, certificates
     return hello, False, certificates
+
+
+# --- A sender's ClientHello, and whether that sender gets on with the answer -----------------
+
+_SERVER_KEY_EXCHANGE: Final = 12
+_EXT_RENEGOTIATION_INFO: Final = 0xFF01
+_NAMED_CURVE: Final = 3
+_PROTOCOL_VERSION_ALERT: Final = 70
+
+#: Public keys for a TLS 1.3 key_share. Nothing is ever derived from them (the probe stops
+#: at the ServerHello), so each curve's generator point (private key 1) does: servers check
+#: that a point is on the curve, never where it came from. X25519 and X448 take any bytes.
+_GENERATORS: Final = {
+    0x0017: bytes.fromhex(
+        "046B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296"
+        "4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5"
+    ),
+    0x0018: bytes.fromhex(
+        "04AA87CA22BE8B05378EB1C71EF320AD746E1D3B628BA79B9859F741E082542A385502F25DBF55296C"
+        "3A545E3872760AB73617DE4A96262C6F5D9E98BF9292DC29F8F41DBD289A147CE9DA3113B5F0B8C00A"
+        "60B1CE1D7E819D7A431D7C90EA0E5F"
+    ),
+    0x0019: bytes.fromhex(
+        "0400C6858E06B70404E9CD9E3ECB662395B4429C648139053FB521F828AF606B4D3DBAA14B5E77EFE7"
+        "5928FE1DC127A2FFA8DE3348B3C1856A429BF97E7E31C2E5BD66011839296A789A3BC0045C8A5FB42C"
+        "7D1BD998F54449579B446817AFBD17273E662C97EE72995EF42640C550B9013FAD0761353C7086A272"
+        "C24088BE94769FD16650"
+    ),
+}
+_RANDOM_SHARES: Final = {0x001D: 32, 0x001E: 56}
+
+
+def _public_key(group: int) -> bytes | None:
+    """A key_share public key for `group`, or None for groups the probe cannot make one for."""
+    if group in _RANDOM_SHARES:
+        return os.urandom(_RANDOM_SHARES[group])
+    return _GENERATORS.get(group)
+
+
+def _key_share(groups: tuple[int, ...]) -> bytes:
+    """One share, for the first group the probe can make one for, as clients send their
+    first choice; none at all asks the server to name its group in a HelloRetryRequest."""
+    for group in groups:
+        share = _public_key(group)
+        if share is not None:
+            return _u16(group) + _vec16(share)
+    return b""
+
+
+def _profile_extensions(profile: SenderProfile, servername: str) -> bytes:
+    exts = []
+    sni = _server_name(servername) if profile.sni else None
+    if sni is not None:
+        exts.append(sni)
+    below_13 = profile.min_version is not TLSVersion.TLS1_3
+    if profile.groups:
+        exts.append(_extension(_EXT_SUPPORTED_GROUPS, _vec16(_u16_list(profile.groups))))
+        if below_13:
+            exts.append(_extension(_EXT_EC_POINT_FORMATS, _vec8(b"\x00")))
+    if below_13:
+        exts.append(_extension(_EXT_RENEGOTIATION_INFO, _vec8(b"")))
+        exts.append(_extension(_EXT_SESSION_TICKET, b""))
+    exts.append(_extension(_EXT_EXTENDED_MASTER_SECRET, b""))
+    if profile.max_version.wire >= TLSVersion.TLS1_2.wire and profile.signature_algorithms:
+        algorithms = _u16_list(profile.signature_algorithms)
+        exts.append(_extension(_EXT_SIGNATURE_ALGORITHMS, _vec16(algorithms)))
+    if profile.max_version is TLSVersion.TLS1_3:
+        offered = b"".join(_u16(version.wire) for version in profile.versions)
+        exts.append(_extension(_EXT_SUPPORTED_VERSIONS, _vec8(offered)))
+        exts.append(_extension(_EXT_PSK_KEY_EXCHANGE_MODES, _vec8(b"\x01")))
+        exts.append(_extension(_EXT_KEY_SHARE, _vec16(_key_share(profile.groups))))
+    return b"".join(exts)
+
+
+def profile_client_hello(profile: SenderProfile, servername: str = "") -> bytes:
+    """One ClientHello record offering what the sender offers, and nothing else.
+
+    Its versions (supported_versions when it offers TLS 1.3, the legacy version below),
+    its suites in its order, its groups, its signature algorithms, SNI when it sends SNI.
+    Secure renegotiation is signalled by the extension, as most clients do, so the suite
+    list stays the sender's own. Padded out of 256-511 bytes like the version hellos.
+    """
+    tls13 = profile.max_version is TLSVersion.TLS1_3
+    body = (
+        _u16(min(profile.max_version.wire, TLSVersion.TLS1_2.wire))
+        + os.urandom(32)
+        + _vec8(os.urandom(32) if tls13 else b"")
+        + _vec16(_u16_list(profile.suites))
+        + _vec8(b"\x00")  # compression: null only
+    )
+    extensions = _profile_extensions(profile, servername)
+    length = 4 + len(body) + 2 + len(extensions)
+    if 256 <= length < 512:
+        extensions += _extension(_EXT_PADDING, bytes(max(512 - length - 4, 0)))
+    body += _vec16(extensions)
+    handshake = _u8(1) + _u24(len(body)) + body
+    return _u8(HANDSHAKE) + _u16(TLSVersion.TLS1_0.wire) + _vec16(handshake)
+
+
+def describe_profile_hello(profile: SenderProfile, servername: str, size: int) -> str:
+    """What a ClientHello of `profile_client_hello` offers, in a line, for the transcript."""
+    sni = f"SNI {sni_name(servername) or 'none'}" if profile.sni else "no SNI"
+    return (
+        f"ClientHello as {profile.name}: {_version_span(profile)},"
+        f" {len(profile.suites)} cipher suites, {len(profile.groups)} groups, {sni},"
+        f" {size} bytes"
+    )
+
+
+def _version_span(profile: SenderProfile) -> str:
+    if profile.min_version is profile.max_version:
+        return profile.max_version.display
+    return f"{profile.min_version.display} to {profile.max_version.display}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyExchange:
+    """What a ServerKeyExchange (TLS 1.2 and below) says about the key exchange."""
+
+    #: The curve of an ECDHE key exchange (0xFF01/0xFF02: explicit curve parameters).
+    group: int | None = None
+    #: The size of the prime of a finite-field DHE key exchange, in bits.
+    dh_bits: int | None = None
+    #: Whether the server signed it (every suite but the anonymous ones).
+    signed: bool = False
+    #: The signature scheme (TLS 1.2); below TLS 1.2 the hash is MD5+SHA-1 or SHA-1.
+    signature: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileFlight:
+    """What the server's answer to a sender's ClientHello says so far."""
+
+    #: True once nothing more needs to be read.
+    complete: bool
+    hello: ServerHello | None = None
+    #: TLS 1.3: the group of the ServerHello's key_share, or the one a HelloRetryRequest
+    #: asks for.
+    group: int | None = None
+    key_exchange: KeyExchange | None = None
+    alert: Alert | None = None
+    #: The server answered in plain text (an SMTP reply), not TLS.
+    plaintext: bytes | None = None
+
+
+def parse_profile_flight(data: bytes) -> ProfileFlight:
+    """Read the answer to a sender's ClientHello as far as the judgement needs it.
+
+    Complete at an alert, at a TLS 1.3 ServerHello or HelloRetryRequest, and below TLS 1.3
+    at the ServerKeyExchange (or the ServerHelloDone, when there is none): unlike the
+    version test, the group and signature of the key exchange matter here.
+    Raises HelloParseError for anything that is neither TLS nor an SMTP-style text reply.
+    """
+    if not data:
+        return ProfileFlight(complete=False)
+    if data[0] not in _RECORD_TYPES:
+        if _looks_like_text(data):
+            return ProfileFlight(complete=b"\n" in data, plaintext=data)
+        raise HelloParseError(f"not a TLS record (first byte 0x{data[0]:02x})")
+    return _profile_records(data)
+
+
+def _profile_records(data: bytes) -> ProfileFlight:
+    handshake = bytearray()
+    flight = ProfileFlight(complete=False)
+    warnings = 0
+    for content_type, payload, end in _whole_records(data):
+        if content_type == ALERT:
+            alert = _parse_alert(payload)
+            if not alert.is_warning:
+                return replace(flight, complete=True, alert=alert)
+            warnings += 1
+            if warnings > _MAX_WARNINGS:
+                raise HelloParseError("too many warning alerts")
+            continue
+        if content_type != HANDSHAKE:
+            if flight.hello is None:
+                raise HelloParseError(f"record type {content_type} before ServerHello")
+            return replace(flight, complete=True)  # nothing more is plaintext
+        handshake += payload
+        if _next_is_handshake(data, end):
+            continue
+        flight = _profile_messages(bytes(handshake))
+        if flight.complete:
+            return flight
+    return flight
+
+
+def _profile_messages(stream: bytes) -> ProfileFlight:
+    """The flight so far, from the whole handshake messages in `stream`."""
+    hello: ServerHello | None = None
+    pos = 0
+    while pos + 4 <= len(stream):
+        kind = stream[pos]
+        length = int.from_bytes(stream[pos + 1 : pos + 4], "big")
+        if length > MAX_FLIGHT_BYTES:
+            raise HelloParseError(f"handshake message of {length} bytes is over the limit")
+        if pos + 4 + length > len(stream):
+            break
+        body = stream[pos + 4 : pos + 4 + length]
+        pos += 4 + length
+        if hello is None:
+            if kind != _SERVER_HELLO:
+                raise HelloParseError(f"handshake message {kind} before ServerHello")
+            hello = _parse_server_hello(body)
+            if hello.version >= TLSVersion.TLS1_3.wire or hello.retry_request:
+                return ProfileFlight(complete=True, hello=hello, group=_key_share_group(body))
+        elif kind == _SERVER_KEY_EXCHANGE:
+            exchange = _parse_key_exchange(body, hello)
+            return ProfileFlight(complete=True, hello=hello, key_exchange=exchange)
+        elif kind == _SERVER_HELLO_DONE:
+            return ProfileFlight(complete=True, hello=hello)
+    return ProfileFlight(complete=False, hello=hello)
+
+
+def _key_share_group(body: bytes) -> int | None:
+    """The group of a ServerHello's key_share, or of a HelloRetryRequest's selected_group."""
+    cursor = _Cursor(body)
+    cursor.take(2 + 32)
+    cursor.take(cursor.u8())  # session id
+    cursor.take(3)  # cipher suite, compression method
+    if not cursor.left:
+        return None
+    extensions = _Cursor(cursor.take(cursor.u16()))
+    while extensions.left:
+        kind = extensions.u16()
+        data = _Cursor(extensions.take(extensions.u16()))
+        if kind == _EXT_KEY_SHARE:
+            return data.u16()
+    return None
+
+
+def _parse_key_exchange(body: bytes, hello: ServerHello) -> KeyExchange:
+    """The group and signature of a ServerKeyExchange, as the suite says to read it."""
+    kind = suites.key_exchange(hello.cipher) or ""
+    cursor = _Cursor(body)
+    group: int | None = None
+    dh_bits: int | None = None
+    if kind.startswith("ECDH"):
+        curve_type = cursor.u8()
+        group = cursor.u16() if curve_type == _NAMED_CURVE else 0xFF00 | curve_type
+        if curve_type == _NAMED_CURVE:
+            cursor.take(cursor.u8())  # the server's public point
+    elif kind.startswith("DH"):
+        prime = cursor.take(cursor.u16())
+        dh_bits = int.from_bytes(prime, "big").bit_length()
+        cursor.take(cursor.u16())  # generator
+        cursor.take(cursor.u16())  # the server's public value
+    else:
+        return KeyExchange()  # a suite this parser cannot read the parameters of
+    signed = not kind.endswith("_anon")
+    signature = cursor.u16() if signed and hello.version >= TLSVersion.TLS1_2.wire else None
+    return KeyExchange(group=group, dh_bits=dh_bits, signed=signed, signature=signature)
+
+
+class Compatibility(enum.Enum):
+    """Whether a sender could complete a handshake with the server."""
+
+    COMPATIBLE = "compatible"
+    INCOMPATIBLE = "incompatible"
+    UNKNOWN = "unknown"
+
+
+class Mismatch(enum.Enum):
+    """What kept a sender and the server apart."""
+
+    VERSION = "version"
+    SUITE = "suite"
+    GROUP = "group"
+    SIGNATURE = "signature"
+    ALERT = "alert"
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileJudgement:
+    """A sender's verdict on the server's answer, with what the server chose."""
+
+    compatibility: Compatibility
+    #: What failed, when incompatible.
+    mismatch: Mismatch | None = None
+    detail: str = ""
+    version: int | None = None
+    suite: int | None = None
+    group: int | None = None
+
+
+def judge_profile(profile: SenderProfile, flight: ProfileFlight) -> ProfileJudgement:
+    """Whether the sender would go on with the server's answer to its ClientHello.
+
+    Compatible: the server chose a version and suite the sender offers and, for TLS 1.3
+    and (EC)DHE, a group it offers and a signature it accepts (a HelloRetryRequest for a
+    group the sender offers is compatible: the sender sends that share next). Incompatible:
+    an alert, or a choice the sender would abort on, named. Unknown: the answer ended
+    before it said (plain text, or no ServerKeyExchange where one was due).
+    """
+    if flight.plaintext is not None:
+        return ProfileJudgement(Compatibility.UNKNOWN, detail="plain text answer to ClientHello")
+    if flight.alert is not None:
+        mismatch = (
+            Mismatch.VERSION
+            if flight.alert.description == _PROTOCOL_VERSION_ALERT
+            else Mismatch.ALERT
+        )
+        return ProfileJudgement(Compatibility.INCOMPATIBLE, mismatch, f"alert {flight.alert.name}")
+    if flight.hello is None:
+        return ProfileJudgement(Compatibility.UNKNOWN, detail="no ServerHello")
+    return _judge_hello(profile, flight, flight.hello)
+
+
+def _judge_hello(
+    profile: SenderProfile, flight: ProfileFlight, hello: ServerHello
+) -> ProfileJudgement:
+    exchange = flight.key_exchange
+    chosen = ProfileJudgement(
+        Compatibility.COMPATIBLE,
+        detail=_chosen_text(flight, hello),
+        version=hello.version,
+        suite=hello.cipher,
+        group=flight.group if exchange is None else exchange.group,
+    )
+    for check in (_version_problem, _suite_problem, _group_problem, _signature_problem):
+        problem = check(profile, flight, hello)
+        if problem is not None:
+            mismatch, detail = problem
+            return replace(
+                chosen, compatibility=Compatibility.INCOMPATIBLE, mismatch=mismatch, detail=detail
+            )
+    if _key_exchange_missing(flight, hello):
+        detail = "the answer ended before the ServerKeyExchange"
+        return replace(chosen, compatibility=Compatibility.UNKNOWN, detail=detail)
+    return chosen
+
+
+_Problem = tuple[Mismatch, str] | None
+
+
+def _version_problem(
+    profile: SenderProfile, _flight: ProfileFlight, hello: ServerHello
+) -> _Problem:
+    if profile.offers_version(hello.version):
+        return None
+    return Mismatch.VERSION, (
+        f"server chose {_version_label(hello.version)}; {profile.name} offers"
+        f" {_version_span(profile)}"
+    )
+
+
+def _suite_problem(profile: SenderProfile, _flight: ProfileFlight, hello: ServerHello) -> _Problem:
+    name = suites.suite_name(hello.cipher)
+    if hello.cipher not in profile.suites:
+        return Mismatch.SUITE, f"server chose {name}, which {profile.name} does not offer"
+    if suites.is_tls13(hello.cipher) != (hello.version >= TLSVersion.TLS1_3.wire):
+        return Mismatch.SUITE, f"server chose {name} for {_version_label(hello.version)}"
+    return None
+
+
+def _group_problem(profile: SenderProfile, flight: ProfileFlight, hello: ServerHello) -> _Problem:
+    exchange = flight.key_exchange
+    if hello.version >= TLSVersion.TLS1_3.wire or hello.retry_request:
+        if flight.group is None:
+            return Mismatch.GROUP, "server sent no key_share"
+        return _offered_group(profile, flight.group)
+    if exchange is None:
+        return None
+    if exchange.group is not None:
+        return _offered_group(profile, exchange.group)
+    if exchange.dh_bits is not None and exchange.dh_bits < profile.min_dh_bits:
+        return Mismatch.GROUP, (
+            f"server's DH prime has {exchange.dh_bits} bits; {profile.name} needs"
+            f" {profile.min_dh_bits}"
+        )
+    return None
+
+
+def _offered_group(profile: SenderProfile, group: int) -> _Problem:
+    if group in profile.groups:
+        return None
+    name = suites.group_name(group)
+    return Mismatch.GROUP, f"server chose {name}, which {profile.name} does not offer"
+
+
+def _signature_problem(
+    profile: SenderProfile, flight: ProfileFlight, hello: ServerHello
+) -> _Problem:
+    exchange = flight.key_exchange
+    if exchange is None or not exchange.signed:
+        return None
+    if exchange.signature is None and not profile.legacy_signatures:
+        return Mismatch.SIGNATURE, (
+            f"{_version_label(hello.version)} key exchange signed with MD5+SHA-1 or SHA-1,"
+            f" which {profile.name} refuses"
+        )
+    if exchange.signature is not None and exchange.signature not in profile.signature_algorithms:
+        name = suites.signature_name(exchange.signature)
+        return Mismatch.SIGNATURE, f"server signed with {name}, which {profile.name} does not offer"
+    return None
+
+
+def _key_exchange_missing(flight: ProfileFlight, hello: ServerHello) -> bool:
+    """True when the suite needs a ServerKeyExchange the answer did not carry."""
+    if hello.version >= TLSVersion.TLS1_3.wire or hello.retry_request:
+        return False
+    kind = suites.key_exchange(hello.cipher) or ""
+    return flight.key_exchange is None and kind.startswith(("ECDH", "DH"))
+
+
+def _chosen_text(flight: ProfileFlight, hello: ServerHello) -> str:
+    """What the server chose, in a line: `TLSv1.3 TLS_AES_128_GCM_SHA256 x25519`."""
+    parts = [_version_label(hello.version), suites.suite_name(hello.cipher)]
+    exchange = flight.key_exchange
+    group = flight.group if exchange is None else exchange.group
+    if group is not None:
+        parts.append(suites.group_name(group))
+    if exchange is not None and exchange.dh_bits is not None:
+        parts.append(f"DH {exchange.dh_bits} bits")
+    if hello.retry_request:
+        parts.append("(HelloRetryRequest)")
+    return " ".join(parts)
+
+
+def _version_label(wire: int) -> str:
+    version = TLSVersion.from_wire(wire)
+    return version.display if version else f"0x{wire:04x}"
