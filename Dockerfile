@@ -4,6 +4,13 @@
 #   docker run -p 9025:9025 -v "$PWD/config.yaml:/etc/smtp-tls-exporter/config.yaml:ro" \
 #       smtp-tls-exporter
 #
+# Results kept across restarts, on a volume, with a read-only root:
+#
+#   docker run --read-only -p 9025:9025 -v smtp-tls-results:/var/lib/smtp-tls-exporter \
+#       -v "$PWD/config.yaml:/etc/smtp-tls-exporter/config.yaml:ro" smtp-tls-exporter \
+#       --config.file=/etc/smtp-tls-exporter/config.yaml \
+#       --storage.path=/var/lib/smtp-tls-exporter
+#
 # No config file is built in: without one mounted the exporter exits 1 and says where it
 # looked. Plain Dockerfile syntax, so any builder will do (docker with or without BuildKit,
 # podman, buildah). Any Debian-like base with python3 (3.11+) and the python venv module will
@@ -48,10 +55,13 @@ ENV PATH=/opt/venv/bin:${PATH} \
 
 COPY --from=build /opt/venv /opt/venv
 
-# uid/gid 65532 is what the Helm chart's securityContext expects.
+# uid/gid 65532 is what the Helm chart's securityContext expects. The usual --storage.path
+# is made here, owned by that user, so a new Docker volume mounted there takes that owner
+# and is writable while the root filesystem is read-only.
 RUN groupadd --gid 65532 exporter \
     && useradd --uid 65532 --gid 65532 --key UID_MAX=65535 --home-dir /nonexistent \
-        --no-create-home --shell /usr/sbin/nologin exporter
+        --no-create-home --shell /usr/sbin/nologin exporter \
+    && install --directory --owner 65532 --group 65532 --mode 0750 /var/lib/smtp-tls-exporter
 
 USER 65532:65532
 EXPOSE 9025

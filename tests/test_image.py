@@ -482,3 +482,78 @@ def test_exporter_in_the_image_probes_postfix(
     finally:
         status = _stop(process)
     assert status == 0, f"the exporter did not stop cleanly on SIGTERM:\n{log.read_text()}"
+
+
+# --- a read-only root, the results on a volume ----------------------------------------------
+
+STORAGE_DIR: Final = "/var/lib/smtp-tls-exporter"
+
+
+def _read_only_argv(rootfs: str, volume: Path, uid: str, *command: str) -> list[str]:
+    """`command` in the image's files as a container runtime runs it with a read-only root
+    (`docker run --read-only`, the chart's readOnlyRootFilesystem) and `volume` mounted at
+    STORAGE_DIR: a mount namespace of its own, the root bind-mounted read-only, then chroot
+    as the image's user. buildah run has no read-only root, so the test makes one."""
+    script = (
+        'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1"'
+        ' && mount --bind "$2" "$1$3" && root="$1" user="$4" && shift 4'
+        ' && exec chroot --userspec="$user" "$root" "$@"'
+    )
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+            rootfs, str(volume), STORAGE_DIR, uid, *command]  # fmt: skip
+
+
+def test_the_image_keeps_results_on_a_volume_with_a_read_only_root(
+    image: Image, container: str, postfix: PostfixServers, tmp_path: Path
+) -> None:
+    config_file, ca_file = _write_config(postfix, tmp_path)
+    _buildah("copy", "--chown", "0:0", container, str(config_file), CONFIG_FILE)
+    _buildah("copy", "--chown", "0:0", container, str(ca_file), CA_FILE)
+    rootfs = _buildah("mount", container).strip()
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    uid, gid = (int(part) for part in image.config["User"].split(":"))
+    os.chown(volume, uid, gid)  # what a volume's owner is: fsGroup, or the image's directory
+    env = {"PATH": "/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        argv = _read_only_argv(rootfs, volume, image.config["User"], *command)
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+
+    # The harness holds: the root refuses writes, the volume takes them.
+    tried = run("python3", "-c", "open('/probe-write', 'w')")
+    assert "Read-only file system" in tried.stderr, tried.stderr
+    assert run("python3", "-c", f"open('{STORAGE_DIR}/x', 'w')").returncode == 0
+    (volume / "x").unlink()
+
+    timestamps = []
+    for attempt in ("first", "restarted"):
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        log = tmp_path / f"exporter-{attempt}.log"
+        argv = _read_only_argv(
+            rootfs, volume, image.config["User"], *image.config["Entrypoint"],
+            f"--config.file={CONFIG_FILE}", f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.path={STORAGE_DIR}",
+        )  # fmt: skip
+        with log.open("wb") as out:
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+
+            def stored(base: str = base) -> str | None:
+                status, text = _get(f"{base}/metrics")
+                writes = _samples(text, "smtp_tls_exporter_storage_writes_total").get("", 0)
+                done = _samples(text, "smtp_tls_probe_timestamp_seconds")
+                restored = _samples(text, "smtp_tls_exporter_storage_restored_targets")
+                ready = writes >= 2 or restored.get("") == 2
+                return text if status == 200 and ready and len(done) == 2 else None
+
+            metrics: str = _wait_for("stored results", stored, PROBE_TIMEOUT, process, log)
+            timestamps.append(_samples(metrics, "smtp_tls_probe_timestamp_seconds"))
+        finally:
+            status = _stop(process)
+        assert status == 0, f"the exporter did not stop cleanly:\n{log.read_text()}"
+    first, restarted = timestamps
+    assert restarted == first  # served from the volume, not probed again
+    database = volume / "results.sqlite3"
+    assert database.stat().st_uid == uid
