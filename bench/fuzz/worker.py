@@ -9,6 +9,7 @@ this; use it directly only to pass libFuzzer flags the run does not.
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
@@ -24,7 +25,10 @@ def main(argv: list[str]) -> None:
         from bench.fuzz.harnesses import HARNESSES
 
     harness = HARNESSES[argv[1]]
-    atheris.Setup([argv[0], *argv[2:]], harness.one_input)
+    # libFuzzer runs argv[0] through the shell for -merge (and -fork): this very command
+    command = (sys.executable, "-m", "bench.fuzz.worker", argv[1])
+    itself = " ".join(shlex.quote(part) for part in command)
+    atheris.Setup([itself, *argv[2:]], harness.one_input)
     atheris.Fuzz()
 
 
