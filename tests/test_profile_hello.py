@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import ssl
 import struct
-import warnings
 from pathlib import Path
 
 import pytest
@@ -35,7 +34,7 @@ from exporter.senders import (
 from exporter.target import TLSVersion
 from tests.support import tlsbytes
 from tests.support.certs import TestCerts, make_test_certs
-from tests.support.senders import answer, dh_parameters, hello_fields
+from tests.support.senders import ServerTLS, answer, hello_fields
 
 PROFILES = list(BUILTIN_PROFILES.values())
 IDS = list(BUILTIN_PROFILES)
@@ -146,19 +145,8 @@ class Servers:
         which: str = "rsa",
         dh_group: str = "ffdhe2048",
     ) -> ssl.SSLContext:
-        """A server context at security level 0, so every old suite and version works."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        files = self.certs.all()[which]
-        context.load_cert_chain(str(files.cert), str(files.key))
-        context.set_ciphers(f"{ciphers}:@SECLEVEL=0")
-        context.load_dh_params(str(dh_parameters(self.dh_dir, dh_group)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            context.minimum_version = low
-            context.maximum_version = high
-        if curve is not None:
-            context.set_ecdh_curve(curve)
-        return context
+        tls = ServerTLS(ciphers, low, high, curve, which, dh_group)
+        return tls.context(self.certs, self.dh_dir)
 
 
 @pytest.fixture(scope="module")

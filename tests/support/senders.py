@@ -7,15 +7,19 @@ from __future__ import annotations
 import contextlib
 import re
 import shutil
+import socket
 import ssl
 import struct
 import subprocess
+import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter.probe import suites
 from exporter.senders import SenderProfile
 from exporter.target import TLSVersion
+from tests.support.certs import TestCerts
 
 
 @dataclass(frozen=True)
@@ -231,3 +235,104 @@ def dh_parameters(directory: Path, group: str) -> Path:
             timeout=30,
         )
     return path
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """What an OpenSSL test server accepts: the test certificate `which`, exactly the
+    versions from `low` to `high`, the suites of `ciphers` (at security level 0, so the old
+    ones work), one curve if given, and a DH group for DHE."""
+
+    ciphers: str = "ALL"
+    low: ssl.TLSVersion = ssl.TLSVersion.TLSv1
+    high: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3
+    curve: str | None = None
+    which: str = "rsa"
+    dh_group: str = "ffdhe2048"
+
+    def context(self, certs: TestCerts, dh_dir: Path) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        files = certs.all()[self.which]
+        context.load_cert_chain(str(files.cert), str(files.key))
+        context.set_ciphers(f"{self.ciphers}:@SECLEVEL=0")
+        context.load_dh_params(str(dh_parameters(dh_dir, self.dh_group)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0 and 1.1 on purpose
+            context.minimum_version = self.low
+            context.maximum_version = self.high
+        if self.curve is not None:
+            context.set_ecdh_curve(self.curve)
+        return context
+
+
+class StartTLSServer:
+    """A plain SMTP server on 127.0.0.1 whose STARTTLS runs OpenSSL on a blocking socket.
+
+    A refused handshake then ends in OpenSSL's own alert, which a sender's verdict names
+    (asyncio's TLS servers drop the connection without sending it).
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self.host = "127.0.0.1"
+        self._listener = socket.create_server((self.host, 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._stop = threading.Event()
+
+    def __enter__(self) -> StartTLSServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._listener.close()
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.1)  # to see the stop soon
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed
+            conn.setblocking(True)
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        with contextlib.suppress(OSError), conn:
+            if not _smtp_until_starttls(conn):
+                return
+            with self.context.wrap_socket(conn, server_side=True) as tls:
+                while data := tls.recv(4096):
+                    reply = (
+                        b"221 2.0.0 Bye\r\n" if data.upper().startswith(b"QUIT") else b"250 ok\r\n"
+                    )
+                    tls.sendall(reply)
+
+
+def _smtp_until_starttls(conn: socket.socket) -> bool:
+    """The plaintext dialogue; True once STARTTLS was answered with 220."""
+    conn.sendall(b"220 mail.test ESMTP\r\n")
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return False
+            buffer += chunk
+        line, buffer = buffer.split(b"\n", 1)
+        command = line.strip().upper()
+        if command.startswith((b"EHLO", b"HELO")):
+            conn.sendall(b"250-mail.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+        elif command == b"STARTTLS":
+            conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
+            return True
+        elif command == b"QUIT":
+            conn.sendall(b"221 2.0.0 Bye\r\n")
+            return False
+        else:
+            conn.sendall(b"502 5.5.2 Error: command not recognized\r\n")
