@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.probe import suites
 from exporter.probe.hello import (
@@ -445,3 +447,29 @@ def test_plain_text_and_garbage() -> None:
         parse_profile_flight(b"\x00\x01\x02\x03\x04\x05")
     with pytest.raises(HelloParseError):
         parse_profile_flight(record(22, b"\x0b\x00\x00\x00"))  # Certificate before ServerHello
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from(PROFILES))
+def test_any_answer_is_read_or_refused_as_not_tls(data: bytes, profile: SenderProfile) -> None:
+    try:
+        flight = parse_profile_flight(data)
+    except HelloParseError:
+        return
+    judge_profile(profile, flight)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.sampled_from(PROFILES))
+def test_cut_or_corrupted_flights_never_crash(data: st.DataObject, profile: SenderProfile) -> None:
+    whole = tls12(0xC02F, ecdhe_exchange(0x001D)) + tls13_hello(0x001D) + retry(0x0017)
+    cut = data.draw(st.integers(0, len(whole)))
+    flipped = bytearray(whole[:cut])
+    for _ in range(data.draw(st.integers(0, 3))):
+        if flipped:
+            flipped[data.draw(st.integers(0, len(flipped) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        flight = parse_profile_flight(bytes(flipped))
+    except HelloParseError:
+        return
+    judge_profile(profile, flight)
