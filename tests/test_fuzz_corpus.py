@@ -6,6 +6,7 @@ atheris is installed, fuzzes a target briefly and finds nothing."""
 from __future__ import annotations
 
 import importlib.util
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,23 @@ def test_every_target_has_seeds(harness: Harness) -> None:
 )
 def test_every_corpus_input_runs_cleanly(target: str, path: Path) -> None:
     HARNESSES[target].one_input(path.read_bytes())
+
+
+def test_structured_edits_of_certificates_stay_chains() -> None:
+    """The certificate target's own mutation: DER changed inside, lengths right, still a
+    chain the harness reads; nothing to edit in bytes that are no chain."""
+    harness = HARNESSES["certificate"]
+    assert harness.edit is not None
+    seed = (harness.corpus / "rsa-chain").read_bytes()
+    rng = random.Random(7)
+    edited = [harness.edit(seed, rng) for _ in range(50)]
+    assert all(e is not None and e[0] == seed[0] for e in edited)
+    assert len(set(edited)) > 10
+    for data in edited:
+        assert data is not None
+        harness.one_input(data)
+    assert harness.edit(b"", rng) is None
+    assert harness.edit(b"\x00\x00\x00\x05abcde", rng) is None
 
 
 def fuzz_command(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from exporter.probe.deadline import Deadline, ProbeFailure
 from exporter.transcript import MAX_TEXT, ConnectionRecorder
 from exporter.webconfig import WebConfigError, load_web_config
 from tests.support.flightcheck import check_prefixes, check_records_end, flight_or_error
+from tests.support.mutate import DER_EDIT_KINDS, apply_der_edits
 
 FUZZ_DIR: Final = Path(__file__).resolve().parent
 #: The seed and regression inputs of each target, kept in the repository.
@@ -47,6 +49,9 @@ class Harness:
     allowed: tuple[type[Exception], ...]
     max_len: int
     dictionary: tuple[bytes, ...] = ()
+    #: A mutation that knows the input's structure (None where bytes are the structure);
+    #: None back when it finds nothing to edit.
+    edit: Callable[[bytes, random.Random], bytes | None] | None = None
 
     @property
     def corpus(self) -> Path:
@@ -144,6 +149,26 @@ def _chain(data: bytes) -> tuple[bytes, ...]:
         chain.append(data[pos + 3 : pos + 3 + length])
         pos += 3 + length
     return tuple(chain)
+
+
+def edit_certificate(data: bytes, rng: random.Random) -> bytes | None:
+    """One certificate of the chain changed inside its DER, every length kept right, so the
+    change gets past the outer parser: byte flips alone rarely do."""
+    chain = list(_chain(data[1:]))
+    if not data or not chain:
+        return None
+    which = rng.randrange(len(chain))
+    edit = (
+        rng.choice(DER_EDIT_KINDS),
+        rng.randrange(1 << 16),
+        rng.randrange(256),
+        rng.randbytes(rng.randrange(24)),
+    )
+    try:
+        chain[which] = apply_der_edits(chain[which], [edit])
+    except (ValueError, IndexError):  # not DER (any more): bytes are all there is to change
+        return None
+    return chain_bytes(data[0], tuple(chain))
 
 
 def certificate_chain(data: bytes) -> None:
@@ -311,6 +336,7 @@ HARNESSES: Final = {
             certificate_chain,
             (ValueError,),
             max_len=16384,
+            edit=edit_certificate,
         ),
         Harness(
             "config",

@@ -120,8 +120,11 @@ def _parse(data: bytes, pos: int) -> tuple[Node, int]:
 #: One structural edit of a DER tree: (kind, node index, a number, bytes).
 DerEdit = tuple[str, int, int, bytes]
 
+#: What a DER edit may do to a node.
+DER_EDIT_KINDS = ("content", "tag", "drop", "double", "swap", "grow", "cut", "integer")
+
 der_edits: st.SearchStrategy[DerEdit] = st.tuples(
-    st.sampled_from(["content", "tag", "drop", "double", "swap", "grow", "cut", "integer"]),
+    st.sampled_from(DER_EDIT_KINDS),
     st.integers(0, 1 << 16),
     st.integers(0, 255) | _byte,
     st.binary(max_size=24),
