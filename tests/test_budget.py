@@ -320,3 +320,37 @@ def test_a_probe_without_a_budget_never_waits(certs: TestCerts) -> None:
         for _ in range(3):
             assert asyncio.run(probe(target_of(server, "a"))).success
         assert len(server.behaviour.connections) == 18
+
+
+def test_a_connection_after_the_probe_closed_its_claim_takes_only_its_own_start() -> None:
+    clock = ManualClock()
+    budget = ConnectionBudget(clock)
+
+    async def case() -> None:
+        made = claim(budget, 6)
+        (await made.connection(ADDRESS))()
+        made.close()
+        (await made.connection(ADDRESS))()
+        assert budget.counted(ADDRESS) == (2, 0)
+        made.close()
+        assert budget.counted(ADDRESS) == (2, 0)
+
+    run(case)
+
+
+def test_a_start_taken_for_a_connection_that_got_no_place_goes_back() -> None:
+    clock = ManualClock()
+    budget = ConnectionBudget(clock)
+
+    async def case() -> None:
+        await claim(budget, 1, at_once=1).connection(ADDRESS)  # never closed
+        waiting = claim(budget, 3, at_once=1, patience=2.0)
+        task = asyncio.create_task(waiting.connection(ADDRESS))
+        await clock.advance(2)
+        with pytest.raises(ProbeFailure):
+            await task
+        assert budget.counted(ADDRESS) == (3, 1)  # one made, two still reserved
+        waiting.close()
+        assert budget.counted(ADDRESS) == (1, 1)
+
+    run(case)

@@ -191,6 +191,8 @@ class Claim:
         self.until = until
         self._expected = 1
         self._held: dict[str, _Held] = {}
+        #: Closed: a connection after that reserves its own start only.
+        self._closed = False
 
     def expect(self, connections: int) -> None:
         """How many connections the probe will open at an address, reserved at once."""
@@ -202,7 +204,7 @@ class Claim:
         budget = self._budget
         held = self._held.get(address)
         if held is None or held.count == 0:
-            wanted = self._expected if held is None else 1
+            wanted = self._expected if held is None and not self._closed else 1
             state, got = await budget._reserve(address, wanted, self.per_minute, self.until)
             held = self._held.get(address)
             if held is None or held.state is not state:
@@ -212,7 +214,7 @@ class Claim:
         try:
             await budget._open_slot(held.state, address, self.at_once, self.until)
         except BaseException:
-            held.count += 1
+            budget._give_back(held.state, 1)
             raise
         state = held.state
         state.reserved -= 1
@@ -229,6 +231,7 @@ class Claim:
 
     def close(self) -> None:
         """Give back what was reserved and not used."""
+        self._closed = True
         for held in self._held.values():
             if held.count:
                 self._budget._give_back(held.state, held.count)
