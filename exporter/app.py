@@ -20,7 +20,7 @@ from exporter.domains import DomainWatcher
 from exporter.exposition import CachedExposition
 from exporter.names import format_address
 from exporter.ondemand import OnDemand, OnDemandCollector
-from exporter.probe import probe
+from exporter.probe import ConnectionBudget, probe
 from exporter.results import ProbeResult
 from exporter.scheduler import Scheduler, probe_key
 from exporter.shard import Shard
@@ -117,7 +117,10 @@ class Exporter:
         #: `--shard`: probe only this share of the config's targets; None probes them all.
         self.shard = shard
         self.store = ResultStore()
-        self.scheduler = Scheduler(self.store, probe, concurrency, on_result=self._on_result)
+        #: Connections to each server address, over every probe of the process, scheduled
+        #: and on demand: mail servers count per client address.
+        self.budget = ConnectionBudget()
+        self.scheduler = Scheduler(self.store, self._probe, concurrency, on_result=self._on_result)
         self.watcher = DomainWatcher(self.store, self._apply)
         #: `--storage.path`: every result is kept there; None keeps them in memory only.
         self.storage = storage
@@ -125,11 +128,15 @@ class Exporter:
         #: hosts appear after its first look-up).
         self._stored: dict[str, StoredResult] = {}
         #: /probe: who may be probed on demand comes with every config load.
-        self.on_demand = OnDemand(probe)
+        self.on_demand = OnDemand(self._probe)
         self.config: Config | None = None
         self._reload_lock = asyncio.Lock()
         # The loop keeps only weak references to tasks: these keep a reload alive to its end.
         self._reload_tasks: set[asyncio.Task[tuple[bool, str]]] = set()
+
+    async def _probe(self, target: Target) -> ProbeResult:
+        """One probe within the process's connection budget."""
+        return await probe(target, budget=self.budget)
 
     def resume_from(self, stored: Mapping[str, StoredResult]) -> None:
         """Results kept by the storage: each target among them that appears with the same

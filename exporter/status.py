@@ -532,6 +532,7 @@ def _settings(target: Target) -> str:
             ("Interval", f"{target.interval:g}s"),
             ("Timeout", f"{target.timeout:g}s"),
             ("Connections", str(target.connections)),
+            ("Connections a minute", f"{target.max_connections_per_minute} per address"),
             ("CA file", _e(target.ca_file) if target.ca_file else "the system store"),
             ("Labels", labels),
         ]

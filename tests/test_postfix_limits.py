@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exporter.probe import ConnectionBudget, probe
 from exporter.results import ProbeResult, Reason, Verdict
 from exporter.target import DEFAULT_VERSIONS, Target
+from tests.support.exporter_process import Scrape, running_exporter, target_entry, write_config
 from tests.support.postfix import COUNT_LIMIT, RATE_LIMIT, PostfixServers
 
 pytestmark = pytest.mark.postfix
@@ -96,3 +99,48 @@ def test_a_server_limiting_connections_at_once(postfix: PostfixServers) -> None:
     assert recovered.success, recovered.error_detail
     assert_verdicts_or_unknown(postfix, "count_limit", recovered)
     assert len(recovered.versions) == len(DEFAULT_VERSIONS)
+
+
+def exporter_config(postfix: PostfixServers, targets: list[dict[str, Any]]) -> dict[str, Any]:
+    """The exporter's defaults but for the listeners' CA, a short interval and a name."""
+    defaults = {"interval": "1m", "timeout": "20s", "ehlo_name": "client.test"}
+    return {"defaults": defaults | {"ca_file": str(postfix.ca_file)}, "targets": targets}
+
+
+def test_the_running_exporter_shares_one_budget_per_address(
+    postfix: PostfixServers, tmp_path: Path
+) -> None:
+    """Three targets on one address share its budget: two probes fit the minute, the
+    third says connection_budget; an on-demand probe of that address then waits for room
+    in the same budget, and says so too."""
+    shared = [target_entry(postfix, "all") | {"name": f"shared-{n}"} for n in "abc"]
+    config = exporter_config(postfix, shared) | {"on_demand": {"allow": ["127.0.0.1"]}}
+    path = write_config(tmp_path / "config.yaml", config)
+    with running_exporter(path) as process:
+        scrape = process.wait_for_targets([t["name"] for t in shared], timeout=30)
+        port = postfix.port("all")
+        asked = process.get(f"/probe?target=127.0.0.1:{port}&servername=localhost&timeout=4s")
+    errors = scrape.series("smtp_tls_probe_error_info")
+    assert [s.labels["reason"] for s in errors] == ["connection_budget"], errors
+    assert scrape.series("smtp_tls_backoff_seconds") == []
+    assert asked.status == 200, asked.text
+    answer = Scrape(asked.text)
+    assert answer.value("smtp_tls_probe_success") == 0
+    (error,) = answer.series("smtp_tls_probe_error_info")
+    assert error.labels["reason"] == "connection_budget"
+
+
+def test_the_running_exporter_backs_off_from_a_rate_limiting_server(
+    postfix: PostfixServers, tmp_path: Path
+) -> None:
+    """A server that turns connections away: rate_limited, and the wait before the next
+    probe doubled in smtp_tls_backoff_seconds."""
+    limited = target_entry(postfix, "count_limit") | {"name": "limited"}
+    path = write_config(tmp_path / "config.yaml", exporter_config(postfix, [limited]))
+    with running_exporter(path) as process:
+        scrape = process.wait_for_targets(["limited"], timeout=30)
+    (error,) = scrape.series("smtp_tls_probe_error_info", target="limited")
+    assert error.labels["reason"] == "rate_limited"
+    assert error.labels["detail"].startswith(TOO_MANY)
+    assert scrape.value("smtp_tls_backoff_seconds", target="limited") == 120
+    assert scrape.value("smtp_tls_exporter_probe_failures_total", reason="rate_limited") == 1
