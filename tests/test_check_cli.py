@@ -115,13 +115,23 @@ def test_no_starttls_is_success_with_every_version_refused() -> None:
 
 
 def test_rejected_greeting_keeps_the_servers_words() -> None:
-    behaviour = Behaviour(greeting=("421-mx.test too busy", "421 4.7.0 try again later"))
+    behaviour = Behaviour(greeting=("554-mx.test says no", "554 5.7.1 not for you"))
     with InprocServer(behaviour) as server:
         status, report = check(server)
     assert status == 1
     assert report["error"] == "greeting_rejected"
-    assert "421 4.7.0 try again later" in report["error_detail"]
+    assert "554 5.7.1 not for you" in report["error_detail"]
     assert report["starttls_advertised"] is None
+
+
+def test_a_busy_greeting_is_a_rate_limit_not_a_verdict() -> None:
+    behaviour = Behaviour(greeting=("421-mx.test too busy", "421 4.7.0 try again later"))
+    with InprocServer(behaviour) as server:
+        status, report = check(server)
+    assert status == 1
+    assert report["error"] == "rate_limited"
+    assert "421 4.7.0 try again later" in report["error_detail"]
+    assert report["versions"] == dict.fromkeys(ALL5)
 
 
 def check_table(*args: str, namespace: bool = False) -> tuple[int, str]:
