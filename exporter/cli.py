@@ -34,6 +34,7 @@ from exporter.names import (
     parse_port,
     split_host_port,
 )
+from exporter.senders import BUILTIN_PROFILES, SenderProfile
 from exporter.shard import Shard, parse_shard
 from exporter.target import DEFAULT_VERSIONS, DnsSettings, MailDomain, Target, TLSMode, TLSVersion
 from exporter.webconfig import WebConfig
@@ -115,6 +116,18 @@ def _dns_server(text: str) -> str:
 
 def _value_problem(exc: InvalidValue) -> str:
     return "; ".join(problem.message for problem in exc.problems)
+
+
+def _senders(text: str) -> tuple[SenderProfile, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    found = []
+    for name in (part.strip() for part in text.split(",") if part.strip()):
+        if name not in BUILTIN_PROFILES:
+            known = ", ".join(BUILTIN_PROFILES)
+            raise argparse.ArgumentTypeError(f"{name!r} is no built-in sender profile ({known})")
+        found.append(BUILTIN_PROFILES[name])
+    return tuple(found)
 
 
 def _servername(text: str) -> str:
@@ -366,6 +379,14 @@ def check_parser() -> argparse.ArgumentParser:
         help=f"connections at once to the server (1-{defaults.MAX_CONNECTIONS},"
         " default %(default)s)",
     )
+    parser.add_argument(
+        "--senders",
+        type=_senders,
+        default=tuple(BUILTIN_PROFILES.values()),
+        metavar="NAMES",
+        help="comma-separated sender profiles to try, one connection each (default: every"
+        f" built-in one: {', '.join(BUILTIN_PROFILES)}; 'none' for none)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -397,6 +418,7 @@ def _check_target(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         versions=args.versions,
         ca_file=args.ca_file,
         connections=args.connections,
+        senders=args.senders,
     )
 
 

@@ -24,9 +24,10 @@ from exporter import __version__
 from exporter.names import format_address
 from exporter.policies import DomainPolicy
 from exporter.policydns import DnssecStatus, RecordStatus
+from exporter.probe.suites import suite_name
 from exporter.results import AddressResult, CertificateInfo, ProbeResult, Reason
 from exporter.store import DomainStatus, ResultStore
-from exporter.target import Target
+from exporter.target import Target, TLSVersion
 
 #: Longest label value taken from what a server said.
 MAX_LABEL_VALUE = 256
@@ -130,6 +131,13 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
      "1 when the TLSA records would still match after the leaf's key changes (a DANE-TA "
      "record for the issuer, or a DANE-EE record for another key)."),
     ("smtp_tls_dane_info", "info", "The TLSA records that matched, or why none did."),
+    ("smtp_tls_sender_compatible", "gauge",
+     "1 when the server completes a handshake with what this sender offers (its versions, "
+     "suites, groups, signature algorithms), 0 when it does not; absent when unknown."),
+    ("smtp_tls_sender_info", "info",
+     "What this sender gets: the version and cipher the server chose, or what failed."),
+    ("smtp_tls_sender_important", "gauge",
+     "1 for the senders listed under important_senders: their incompatibility alerts."),
 )  # fmt: skip
 
 #: Sample sink: (sample name, labels, value).
@@ -174,10 +182,31 @@ def add_result(sink: Sink, target: Target, result: ProbeResult) -> None:
         add("smtp_tls_backoff_seconds", result.backoff)
     if len(result.addresses) > 1:
         _add_addresses(add, result.addresses)
+    _add_senders(add, target, result)
     if result.dane is not None:
         add("smtp_tls_dane_tlsa_match", float(result.dane.matched))
         add("smtp_tls_dane_rollover_ready", float(result.dane.rollover_ready))
         add("smtp_tls_dane_info", 1.0, detail=bounded(result.dane.detail))
+
+
+def _add_senders(add: Callable[..., None], target: Target, result: ProbeResult) -> None:
+    """Each sender's verdict and what it gets; which of them are important."""
+    for sender in result.senders:
+        if sender.compatible is not None:
+            add("smtp_tls_sender_compatible", float(sender.compatible), profile=sender.profile)
+        version = TLSVersion.from_wire(sender.version) if sender.version else None
+        add(
+            "smtp_tls_sender_info",
+            1.0,
+            profile=sender.profile,
+            result=sender.compatibility,
+            version=version.display if version else "",
+            cipher=suite_name(sender.suite) if sender.suite is not None else "",
+            failure=sender.failure,
+            detail=bounded(sender.detail),
+        )
+        if sender.profile in target.important_senders:
+            add("smtp_tls_sender_important", 1.0, profile=sender.profile)
 
 
 def _add_versions(add: Callable[..., None], result: ProbeResult) -> None:

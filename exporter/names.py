@@ -41,6 +41,9 @@ RESERVED_LABELS: frozenset[str] = frozenset(
         "result",
         "id",
         "mode",
+        # Senders' series.
+        "profile",
+        "failure",
     }
 )
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from exporter.domains import DomainCheck
 from exporter.probe.suites import suite_name
-from exporter.results import CertificateInfo, ProbeResult
-from exporter.target import Target
+from exporter.results import CertificateInfo, ProbeResult, SenderResult
+from exporter.target import Target, TLSVersion
 
 
 def _iso(moment: datetime) -> str:
@@ -70,10 +70,36 @@ def to_json(target: Target, result: ProbeResult) -> dict[str, Any]:
             else None
         ),
         "default_client_error": result.default_client_error or None,
+        "senders": {
+            s.profile: {
+                "compatible": s.compatible,
+                "version": _version_name(s.version),
+                "cipher": suite_name(s.suite) if s.suite is not None else None,
+                "failure": s.failure or None,
+                "detail": s.detail or None,
+            }
+            for s in result.senders
+        },
         "certificate": _certificate_json(result.certificate) if result.certificate else None,
         "duration_seconds": round(result.duration, 3),
         "timestamp": _iso(datetime.fromtimestamp(result.finished, UTC)),
     }
+
+
+def _version_name(wire: int | None) -> str | None:
+    version = TLSVersion.from_wire(wire) if wire else None
+    return version.display if version else None
+
+
+def _sender_text(sender: SenderResult) -> str:
+    """A sender's verdict in a line: what it gets, or what keeps it out."""
+    if sender.compatible:
+        cipher = suite_name(sender.suite) if sender.suite is not None else ""
+        return f"compatible    {_version_name(sender.version) or ''} {cipher}".rstrip()
+    if sender.compatible is False:
+        why = f"{sender.failure}: {sender.detail}" if sender.detail else sender.failure
+        return f"INCOMPATIBLE  {why}"
+    return f"unknown       {sender.detail}".rstrip()
 
 
 def _rows(rows: list[tuple[str, str]], indent: str = "") -> list[str]:
@@ -112,6 +138,10 @@ def to_table(target: Target, result: ProbeResult, now: datetime | None = None) -
     if negotiated:
         lines.append("")
         lines += _rows([("Default client", negotiated)])
+    if result.senders:
+        lines.append("")
+        lines.append("Senders")
+        lines += _rows([(s.profile, _sender_text(s)) for s in result.senders], indent="  ")
     cert = result.certificate
     if cert is not None:
         days = (cert.not_after - now).total_seconds() / 86400

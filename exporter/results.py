@@ -77,6 +77,31 @@ class VersionResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SenderResult:
+    """Whether one sender's ClientHello gets a handshake the sender would go on with."""
+
+    profile: str
+    #: `compatible`, `incompatible` or `unknown`.
+    compatibility: str
+    #: What failed, when incompatible: version, suite, group, signature, alert,
+    #: no_starttls, dropped.
+    failure: str = ""
+    detail: str = ""
+    #: What the server chose for this sender (wire version, IANA suite), as far as known.
+    version: int | None = None
+    suite: int | None = None
+    #: Unix time the verdict was reached, when an earlier probe reached it.
+    checked: float | None = None
+
+    @property
+    def compatible(self) -> bool | None:
+        """True compatible, False incompatible, None unknown."""
+        if self.compatibility == "unknown":
+            return None
+        return self.compatibility == "compatible"
+
+
+@dataclass(frozen=True, slots=True)
 class Negotiated:
     """What a default modern client (the local TLS library) ends up with."""
 
@@ -154,6 +179,8 @@ class ProbeResult:
     addresses: tuple[AddressResult, ...] = ()
     #: The chain against the host's TLSA records, where DANE applies to it.
     dane: DaneResult | None = None
+    #: Each sender's verdict, in the order the target lists its senders.
+    senders: tuple[SenderResult, ...] = ()
     #: While the server rate-limits the probes: seconds from this probe's start to the
     #: next one's (the interval, doubled for each rate-limited probe in a row); else 0.
     backoff: float = 0.0
@@ -193,10 +220,14 @@ class ProbeResult:
         )
 
     def carried_over(
-        self, previous: ProbeResult | None, versions: tuple[TLSVersion, ...]
+        self,
+        previous: ProbeResult | None,
+        versions: tuple[TLSVersion, ...],
+        senders: tuple[str, ...] = (),
     ) -> ProbeResult:
-        """This result with every one of `versions` it did not test taken from `previous`
-        (with when it was tested), or unknown where no probe has tested it yet."""
+        """This result with every one of `versions` (and `senders`) it did not test taken
+        from `previous` (with when it was tested), or unknown where no probe has tested it
+        yet."""
         tested = {v.version: v for v in self.versions}
         earlier = {} if previous is None else {v.version: v for v in previous.versions}
         merged = []
@@ -210,7 +241,22 @@ class ProbeResult:
                     when = old.checked if old.checked is not None else previous.finished
                     found = replace(old, checked=when)
             merged.append(found)
-        return replace(self, versions=tuple(merged))
+        return replace(self, versions=tuple(merged), senders=self._senders_from(previous, senders))
+
+    def _senders_from(
+        self, previous: ProbeResult | None, names: tuple[str, ...]
+    ) -> tuple[SenderResult, ...]:
+        tested = {s.profile: s for s in self.senders}
+        earlier = {} if previous is None else {s.profile: s for s in previous.senders}
+        found = []
+        for name in names:
+            result = tested.get(name)
+            if result is None and previous is not None and name in earlier:
+                old = earlier[name]
+                when = old.checked if old.checked is not None else previous.finished
+                result = replace(old, checked=when)
+            found.append(result or SenderResult(name, "unknown", detail="not tested yet"))
+        return tuple(found)
 
     def version(self, version: TLSVersion) -> VersionResult | None:
         for result in self.versions:

@@ -327,7 +327,8 @@ class Scheduler:
 
     def _round_versions(self, state: _State) -> tuple[TLSVersion, ...]:
         """The versions this probe tests: all of them, or, under `legacy_interval`, only
-        the current ones while the legacy ones were tested recently enough."""
+        the current ones while the legacy ones (and the senders) were tested recently
+        enough."""
         target = state.target
         if target.legacy_interval is None or state.legacy_start is None:
             return target.versions
@@ -345,7 +346,8 @@ class Scheduler:
         full = versions == state.target.versions
         if full:
             state.legacy_start = clock
-        target = state.target if full else replace(state.target, versions=versions)
+        # The senders follow the legacy versions' cadence: they change as rarely.
+        target = state.target if full else replace(state.target, versions=versions, senders=())
         try:
             result = await self._bounded_probe(target)
         except TimeoutError:
@@ -355,9 +357,10 @@ class Scheduler:
             result = self._unreached(
                 target, started, clock, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
             )
-        if not full:  # the versions not tested keep their last verdicts
+        if not full:  # the versions and senders not tested keep their last verdicts
             previous = self._store.result(target.name)
-            result = result.carried_over(previous, state.target.versions)
+            names = tuple(profile.name for profile in state.target.senders)
+            result = result.carried_over(previous, state.target.versions, names)
         result = self._back_off(state, result)
         if self._states.get(target.name) is state:
             self._store.record(state.target, result)

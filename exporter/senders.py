@@ -278,6 +278,10 @@ BUILTIN_PROFILES: Final[Mapping[str, SenderProfile]] = {
     profile.name: profile
     for profile in (EXCHANGE_ONLINE, GMAIL, POSTFIX, EXIM_GNUTLS, EXCHANGE_2016)
 }
+#: The senders tested when a config names none, and whose incompatibility alerts: the
+#: one this exporter exists for (it dropped TLS 1.0 and 1.1 first, and others follow).
+DEFAULT_SENDERS: Final = (EXCHANGE_ONLINE.name,)
+DEFAULT_IMPORTANT_SENDERS: Final = (EXCHANGE_ONLINE.name,)
 
 
 # --- Profiles from the config file -----------------------------------------------------------

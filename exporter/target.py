@@ -6,9 +6,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from exporter import defaults
 from exporter.names import format_address
+
+if TYPE_CHECKING:  # the profiles' module needs this one's types at import time
+    from exporter.senders import SenderProfile
 
 
 class TLSMode(enum.Enum):
@@ -105,8 +109,13 @@ class Target:
     labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     #: At most this many connections to the host at once within one probe.
     connections: int = defaults.DEFAULT_CONNECTIONS
-    #: How often SSLv2/SSLv3/TLS 1.0/1.1 are tested again; None: every `interval`.
+    #: How often SSLv2/SSLv3/TLS 1.0/1.1 (and the senders) are tested again; None: every
+    #: `interval`.
     legacy_interval: float | None = None
+    #: The senders whose ClientHello is tried on the server, one connection each.
+    senders: tuple[SenderProfile, ...] = ()
+    #: The senders (of the config's `important_senders`) whose incompatibility alerts.
+    important_senders: tuple[str, ...] = ()
     #: At most this many connections started per minute to each of the host's addresses,
     #: counted over every target on that address.
     max_connections_per_minute: int = defaults.DEFAULT_MAX_CONNECTIONS_PER_MINUTE

@@ -190,3 +190,34 @@ def test_tls_offered_but_no_handshake_completes_is_an_error() -> None:
     assert report["default_client_error"]
     assert "FAILED: tls_handshake_failed (every version refused" in text
     assert f"handshake failed ({report['default_client_error']})" in text
+
+
+def test_senders_tell_accepts_tls_12_from_compatible_with_exchange_online(
+    certs: TestCerts,
+) -> None:
+    """A server that accepts TLS 1.2 only with static-RSA CBC suites: TLS 1.2 accepted,
+    yet Exchange Online (ECDHE suites only) cannot deliver to it; Exchange 2016 can."""
+    context = tls_context(
+        str(certs.rsa.cert), str(certs.rsa.key), ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2
+    )
+    context.set_ciphers("AES128-SHA:AES256-SHA")
+    with InprocServer(Behaviour(context=context)) as server:
+        status, report = check(server, "--ca-file", str(certs.ca_pem))
+        table_status, text = check_table(
+            server.address, "--servername", "mail.test", "--ca-file", str(certs.ca_pem),
+            "--senders", "exchange-online,exchange-2016",
+        )  # fmt: skip
+    assert status == table_status == 0
+    assert report["versions"]["1.2"] is True
+    senders = report["senders"]
+    assert set(senders) == {"exchange-online", "gmail", "postfix", "exim-gnutls", "exchange-2016"}
+    assert senders["exchange-online"]["compatible"] is False
+    # This server closes without an alert when no suite fits: a refusal all the same.
+    assert senders["exchange-online"]["failure"] in ("suite", "alert", "dropped")
+    assert senders["exchange-2016"]["compatible"] is True
+    assert senders["exchange-2016"]["version"] == "TLSv1.2"
+    assert senders["exchange-2016"]["cipher"].startswith("TLS_RSA_WITH_AES_")
+    assert "Senders" in text
+    assert "exchange-online  INCOMPATIBLE" in text
+    assert "exchange-2016    compatible    TLSv1.2 TLS_RSA_WITH_AES_" in text
+    assert "gmail" not in text

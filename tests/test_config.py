@@ -17,6 +17,7 @@ from exporter.config.schema import SETTING_KEYS, TARGET_KEYS
 from exporter.config.yamlfile import Positions, load_yaml
 from exporter.durations import format_duration, parse_duration
 from exporter.names import RESERVED_LABELS
+from exporter.senders import BUILTIN_PROFILES
 from exporter.target import DEFAULT_VERSIONS, Target, TLSMode, TLSVersion
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,6 +95,8 @@ def test_defaults_apply_to_every_target() -> None:
         ca_file=None,
         labels=(("env", "prod"),),
         connections=6,
+        senders=(BUILTIN_PROFILES["exchange-online"],),  # by default, the one that matters
+        important_senders=("exchange-online",),
     )
 
 
@@ -803,6 +806,7 @@ EVERY_KEY: dict[str, tuple[str, tuple[str, object]]] = {
     "servername": ("mail.example.org", ("servername", "mail.example.org")),
     "interval": ("7m", ("interval", 420.0)),
     "legacy_interval": ("6h", ("legacy_interval", 21600.0)),
+    "senders": ("[gmail]", ("senders", (BUILTIN_PROFILES["gmail"],))),
     "timeout": ("17s", ("timeout", 17.0)),
     "ehlo_name": ("other.example.org", ("ehlo_name", "other.example.org")),
     "ca_file": ("null", ("ca_file", None)),

@@ -228,6 +228,16 @@ ROWS = [
         why=NOT_EXPRESSIBLE + "JSON has one number 1, so 1 and 1.0 are the same",
     ),
     # durations
+    Row("senders", in_defaults("senders: [exchange-online, gmail]"), True, helm=True),
+    Row("senders-none", in_target("senders: []"), True),
+    Row("senders-twice", in_target("senders: [gmail, gmail]"), False, schema=False),
+    Row(
+        "senders-unknown",
+        in_target("senders: [outlook]"),
+        False,
+        schema=True,
+        why=NOT_EXPRESSIBLE + "which names the built-in profiles and the config's `profiles` hold",
+    ),
     Row("legacy-interval", in_defaults("legacy_interval: 6h"), True, helm=True),
     Row("legacy-interval-target", in_target("legacy_interval: 1d"), True),
     Row("legacy-interval-0", in_target("legacy_interval: 0s"), False),
@@ -629,6 +639,9 @@ plausible: dict[str, st.SearchStrategy[Any]] = {
     | st.floats(-1, 4e7)
     | st.integers(-1, 4 * 10**7),
     "legacy_interval": st.sampled_from(["6h", "1d", 0, "0s", -1, 3600, "1h30m", "x"]),
+    "senders": st.sampled_from(
+        [[], ["gmail"], ["exchange-online", "postfix"], ["nope"], "x", ["gmail", "gmail"]]
+    ),
     "timeout": st.from_regex(r"[0-9]{1,2}(s|ms|m)", fullmatch=True)
     | st.floats(-1, 100)
     | st.sampled_from([1e-7, 1e-6, 0.5]),
@@ -708,6 +721,7 @@ good_values: dict[str, st.SearchStrategy[Any]] = {
     | st.floats(1, 31536000)
     | padded(st.from_regex(r"[1-9][0-9]{0,3}[wdhm]([1-9][0-9]?s)?", fullmatch=True)),
     "legacy_interval": st.sampled_from(["6h", "1d", 3600, " 12h "]),
+    "senders": st.sampled_from([[], ["gmail"], ["exchange-online", "exim-gnutls"]]),
     "timeout": st.floats(1e-12, 1, exclude_min=True)
     | st.sampled_from([1, "1s", "500ms", " 1s\u3000", "0h0m1s"]),
     "ehlo_name": st.sampled_from(["probe.example.org", "[192.0.2.1]", "[IPv6:2001:db8::1]"]),

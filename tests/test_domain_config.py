@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exporter.config import ConfigError, parse_config
+from exporter.senders import BUILTIN_PROFILES
 from exporter.target import DnsSettings, Target, TLSMode, TLSVersion
 
 
@@ -60,6 +61,8 @@ dns:
         versions=(TLSVersion.TLS1_2, TLSVersion.TLS1_3),
         connections=2,
         addresses=("127.0.0.1",),
+        senders=(BUILTIN_PROFILES["exchange-online"],),
+        important_senders=("exchange-online",),
     )
     assert books.target_for("mx.books.example").tls is TLSMode.STARTTLS
 

@@ -26,6 +26,7 @@ from exporter.config.schema import (
     EXTENSION_PREFIX,
     HOST,
     HOST_ONLY,
+    IMPORTANT_SENDERS,
     INTERVAL,
     LABELS,
     LEGACY_INTERVAL,
@@ -36,6 +37,8 @@ from exporter.config.schema import (
     ON_DEMAND_KEYS,
     ON_DEMAND_MIN_INTERVAL,
     PORT,
+    PROFILES,
+    SENDERS,
     SERVERNAME,
     SETTING_KEYS,
     SETTINGS,
@@ -48,11 +51,18 @@ from exporter.config.schema import (
     VERSIONS,
     Key,
 )
-from exporter.config.values import InvalidValue, ValueContext, describe
+from exporter.config.values import InvalidValue, ValueContext, describe, read_sender_names
 from exporter.config.yamlfile import Positions
 from exporter.defaults import IMPLICIT_PORT
 from exporter.durations import format_duration
 from exporter.names import format_address, machine_ehlo_name
+from exporter.senders import (
+    BUILTIN_PROFILES,
+    DEFAULT_IMPORTANT_SENDERS,
+    ProfileError,
+    SenderProfile,
+    read_profiles,
+)
 from exporter.target import DnsSettings, MailDomain, Target, TLSMode
 
 T = TypeVar("T")
@@ -108,6 +118,9 @@ class ConfigDocumentReader:
         self._positions = positions
         self._context = context
         self._ehlo_name = default_ehlo_name
+        #: Sender profiles by name: the built-in ones and the config's own.
+        self._profiles: dict[str, SenderProfile] = dict(BUILTIN_PROFILES)
+        self._important: tuple[str, ...] = DEFAULT_IMPORTANT_SENDERS
 
     def read(self, data: object) -> Document:
         """What the document asks for; check `problems` before using it."""
@@ -116,6 +129,8 @@ class ConfigDocumentReader:
             return Document()
         self._report_duplicate_keys(root)
         self._check_keys(root, "", TOP_KEYS, extensions=True)
+        self._read_profiles(root)
+        self._read_important(root)
         defaults = self._read_defaults(root)
         dns = self._read_dns(root)
         on_demand = self._read_on_demand(root, defaults)
@@ -124,6 +139,43 @@ class ConfigDocumentReader:
             return Document(dns=dns, on_demand=on_demand)
         targets, domains = self._read_targets(items, defaults)
         return Document(targets, domains, dns, on_demand)
+
+    def _read_profiles(self, root: dict[Any, Any]) -> None:
+        """The config's own sender profiles, every problem with its key path."""
+        try:
+            self._profiles.update(read_profiles(root.get(PROFILES.name)))
+        except ProfileError as error:
+            for problem in error.problems:
+                path = PROFILES.name
+                for part in problem.path:
+                    path = join(path, part, index=isinstance(part, int))
+                self.problems.add(path, problem.message, self._positions.line(root, PROFILES.name))
+
+    def _read_important(self, root: dict[Any, Any]) -> None:
+        raw = root.get(IMPORTANT_SENDERS.name)
+        if raw is None:
+            return
+        try:
+            names = read_sender_names(raw)
+        except InvalidValue as exc:
+            self.problems.add_invalid(root, "", IMPORTANT_SENDERS.name, exc)
+            return
+        self._check_profile_names(root, "", IMPORTANT_SENDERS.name, names)
+        self._important = names
+
+    def _check_senders(self, mapping: dict[Any, Any], path: str, settings: Settings) -> None:
+        names = settings.get(SENDERS)
+        if names is not None:
+            self._check_profile_names(mapping, path, SENDERS.name, names)
+
+    def _check_profile_names(
+        self, mapping: dict[Any, Any], path: str, key: str, names: tuple[str, ...]
+    ) -> None:
+        for name in names:
+            if name not in self._profiles:
+                known = ", ".join(self._profiles)
+                message = f"{name!r} is no sender profile (built-in or under profiles: {known})"
+                self.problems.add_at(mapping, path, key, message)
 
     def _read_dns(self, root: dict[Any, Any]) -> DnsSettings:
         raw = root.get(DNS.name)
@@ -203,6 +255,7 @@ class ConfigDocumentReader:
         self._check_keys(raw, DEFAULTS.name, SETTING_KEYS, TARGET_KEYS)
         defaults = self._read_keys(raw, DEFAULTS.name, SETTINGS)
         self._check_defaults_timing(raw, defaults)
+        self._check_senders(raw, DEFAULTS.name, defaults)
         return defaults
 
     def _target_list(self, root: dict[Any, Any]) -> list[Any] | None:
@@ -279,6 +332,7 @@ class ConfigDocumentReader:
         before = len(self.problems)
         self._check_keys(item, path, TARGET_KEYS)
         own = self._read_keys(item, path, TARGET, line)
+        self._check_senders(item, path, own)
         self._check_host_or_domain(item, path, line)
         self._check_target_timing(item, path, own, defaults)
         if len(self.problems) > before:
@@ -366,6 +420,12 @@ class ConfigDocumentReader:
             ca_file=pick(CA_FILE, own, defaults),
             labels=tuple(sorted(labels.items())),
             connections=pick(CONNECTIONS, own, defaults),
+            senders=tuple(
+                self._profiles[name]
+                for name in pick(SENDERS, own, defaults)
+                if name in self._profiles
+            ),
+            important_senders=self._important,
         )
 
     def _machine_ehlo_name(self) -> str:

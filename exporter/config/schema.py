@@ -35,6 +35,7 @@ from exporter.config.values import (
     read_integer,
     read_label_value,
     read_labels,
+    read_sender_names,
     read_tls_mode,
     read_versions,
 )
@@ -218,6 +219,21 @@ class AllowList:
 
 
 @dataclass(frozen=True, slots=True)
+class SenderNames:
+    """Names of sender profiles: built-in ones or those under `profiles:`."""
+
+    def read(self, value: object, _context: ValueContext) -> tuple[str, ...]:
+        return read_sender_names(value)
+
+    def json_schema(self, _numbers: Numbers) -> JSONObject:
+        return {
+            "type": "array",
+            "uniqueItems": True,
+            "items": {"type": "string", "pattern": _NOT_BLANK},
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class EhloName:
     """What may follow EHLO: an ASCII domain or an address literal."""
 
@@ -376,6 +392,14 @@ VERSIONS: Key[tuple[TLSVersion, ...]] = Key(
     DEFAULT_VERSIONS,
     "Versions to test: ssl2 (only on request), ssl3, 1.0, 1.1, 1.2, 1.3.",
 )
+SENDERS: Key[tuple[str, ...]] = Key(
+    "senders",
+    SenderNames(),
+    ("exchange-online",),
+    "Senders whose ClientHello is tried on the server, one connection each: built-in"
+    " (exchange-online, gmail, postfix, exim-gnutls, exchange-2016) or under `profiles:`;"
+    " on the legacy_interval's cadence where one is set.",
+)
 CONNECTIONS: Key[int] = Key(
     "connections",
     Integer(1, MAX_CONNECTIONS),
@@ -437,6 +461,7 @@ SETTINGS: tuple[Key[Any], ...] = (
     EHLO_NAME,
     CA_FILE,
     VERSIONS,
+    SENDERS,
     CONNECTIONS,
     CONNECTIONS_PER_MINUTE,
     LABELS,
@@ -504,7 +529,24 @@ ON_DEMAND = Section(
     "Who /probe?target=HOST[:PORT] may probe, with the settings of `defaults`; default:"
     " nobody (every request is refused).",
 )
-TOP_LEVEL: tuple[Section, ...] = (DEFAULTS, TARGETS, DNS, ON_DEMAND)
+PROFILES = Section(
+    "profiles",
+    "Sender profiles of your own (a partner's gateway): name -> versions, suites, groups,"
+    " signature_algorithms, sni; tested on targets that list them under `senders`.",
+)
+IMPORTANT_SENDERS = Section(
+    "important_senders",
+    "Senders whose incompatibility is worth an alert: smtp_tls_sender_important{profile}"
+    " marks them wherever they are tested (default: exchange-online).",
+)
+TOP_LEVEL: tuple[Section, ...] = (
+    DEFAULTS,
+    TARGETS,
+    DNS,
+    ON_DEMAND,
+    PROFILES,
+    IMPORTANT_SENDERS,
+)
 #: Top-level keys with this prefix are ignored, so they can hold YAML anchors.
 EXTENSION_PREFIX = "x-"
 
@@ -588,6 +630,16 @@ def config_schema(*, targets_required: bool = True) -> JSONObject:
         },
         TARGETS.name: targets,
         DNS.name: {"description": DNS.description, "anyOf": [{"type": "null"}, {"$ref": DNS_REF}]},
+        PROFILES.name: {
+            "description": PROFILES.description,
+            "type": ["object", "null"],
+            "additionalProperties": {"type": "object"},
+        },
+        IMPORTANT_SENDERS.name: {
+            "description": IMPORTANT_SENDERS.description,
+            "type": ["array", "null"],
+            "items": {"type": "string", "pattern": _NOT_BLANK},
+        },
         ON_DEMAND.name: {
             "description": ON_DEMAND.description,
             "anyOf": [{"type": "null"}, {"$ref": ON_DEMAND_REF}],

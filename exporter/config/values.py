@@ -243,6 +243,30 @@ def read_allow_list(value: object) -> tuple[AllowRule, ...]:
     return tuple(rules)
 
 
+#: Senders one target may be tested with.
+MAX_SENDERS = 16
+
+
+def read_sender_names(value: object) -> tuple[str, ...]:
+    """Names of sender profiles (built-in or the config's), each once; [] tests none."""
+    if not isinstance(value, list):
+        raise InvalidValue.because(f"must be a list of sender profile names, got {describe(value)}")
+    if len(value) > MAX_SENDERS:
+        raise InvalidValue.because(f"lists {len(value)} senders; at most {MAX_SENDERS}")
+    names: list[str] = []
+    problems: list[ValueProblem] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            problems.append(ValueProblem(f"must be a profile name, got {describe(item)}", index))
+        elif item.strip() in names:
+            problems.append(ValueProblem(f"{item.strip()!r} is listed twice", index))
+        else:
+            names.append(item.strip())
+    if problems:
+        raise InvalidValue(*problems)
+    return tuple(names)
+
+
 def read_ehlo_name(value: object) -> str:
     """A name EHLO may carry: an ASCII domain or an address literal."""
     text = read_text(value)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from exporter.probe import certs, verdict
 from exporter.probe.budget import Claim, ConnectionBudget
@@ -20,9 +20,13 @@ from exporter.probe.connection import try_default_client, try_version
 from exporter.probe.deadline import Deadline, ProbeFailure
 from exporter.probe.endpoint import Endpoint, resolve
 from exporter.probe.outcomes import DefaultOutcome, Failed, NotOffered, VersionOutcome
+from exporter.probe.profile import ProfileOutcome, try_profile
 from exporter.results import AddressResult, ProbeResult, Reason
 from exporter.target import Target, TLSVersion
 from exporter.transcript import Recorder
+
+if TYPE_CHECKING:
+    from exporter.senders import SenderProfile
 
 __all__ = ["ConnectionBudget", "probe"]
 
@@ -64,6 +68,7 @@ async def probe(
     trust = trust or certs.trust_store(target.ca_file)
     recorder = Recorder()
     outcomes: dict[TLSVersion, VersionOutcome] = {}
+    senders: dict[str, ProfileOutcome] = {}
     default: DefaultOutcome
     endpoint: Endpoint | None = None
     others: list[tuple[str, verdict.Findings]] = []
@@ -84,7 +89,7 @@ async def probe(
         else:
             endpoint = await resolve(target.host, target.port, deadline, claim())
         recorder.connection("resolve").note(f"{target.host}: {', '.join(endpoint.addresses)}")
-        outcomes, default = await _gather(target, endpoint, deadline, recorder)
+        outcomes, default = await _gather(target, endpoint, deadline, recorder, senders=senders)
         for address in _other_families(endpoint):
             alone = Endpoint([address], target.port, claim())
             found = await _gather(target, alone, deadline, recorder, via=address)
@@ -94,7 +99,7 @@ async def probe(
         default = Failed.of(failure)
     except Exception as exc:  # a bug costs this probe, reported as such, nothing more
         default = Failed(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-    findings = verdict.decide(target, outcomes, default, trust)
+    findings = verdict.decide(target, outcomes, default, trust, senders)
     addresses: tuple[AddressResult, ...] = ()
     if others and endpoint is not None and endpoint.working is not None:
         first = findings.at(endpoint.working)
@@ -129,10 +134,16 @@ def _holds_back(outcome: object) -> bool:
 
 
 async def _gather(
-    target: Target, endpoint: Endpoint, deadline: Deadline, recorder: Recorder, via: str = ""
+    target: Target,
+    endpoint: Endpoint,
+    deadline: Deadline,
+    recorder: Recorder,
+    via: str = "",
+    senders: dict[str, ProfileOutcome] | None = None,
 ) -> tuple[dict[TLSVersion, VersionOutcome], DefaultOutcome]:
     """Run every connection, a few at a time; stop early when all would fail alike. `via`
-    names the address in the transcript, where the probe asks one address on its own."""
+    names the address in the transcript, where the probe asks one address on its own;
+    `senders`, when given, gets each sender profile's outcome (a connection each)."""
     gated = _gate(target.connections, deadline)
     suffix = f" via {via}" if via else ""
 
@@ -142,8 +153,9 @@ async def _gather(
         )
 
     ordered = [v for v in _ORDER if v in target.versions]
+    profiles = target.senders if senders is not None else ()
     if endpoint.claim is not None:
-        endpoint.claim.expect(len(ordered) + 1)
+        endpoint.claim.expect(len(ordered) + 1 + len(profiles))
     tasks = {asyncio.create_task(gated(test(v))): v for v in ordered[:1]}
     # The default client goes second: its chain is the one a TLS 1.3-only host gives.
     default_task = asyncio.create_task(
@@ -155,31 +167,47 @@ async def _gather(
     )
     tasks.update({asyncio.create_task(gated(test(v))): v for v in ordered[1:]})
 
+    def sender(profile: SenderProfile) -> Callable[[], Awaitable[ProfileOutcome]]:
+        log = recorder.connection(f"sender {profile.name}{suffix}")
+        return lambda: try_profile(target, endpoint, profile, deadline, log)
+
+    sender_tasks = {asyncio.create_task(gated(sender(p))): p.name for p in profiles}
+
     outcomes: dict[TLSVersion, VersionOutcome] = {}
-    default: DefaultOutcome = Failed(Reason.PROBE_DEADLINE, "probe deadline reached")
-    pending: set[asyncio.Task[Any]] = {default_task, *tasks}
+    found: dict[asyncio.Task[Any], Any] = {}
+    try:
+        await _until_decided({default_task, *tasks, *sender_tasks}, found, deadline)
+    finally:
+        endpoint.finish()
+    default: DefaultOutcome = found.get(
+        default_task, Failed(Reason.PROBE_DEADLINE, "probe deadline reached")
+    )
+    outcomes = {version: found[task] for task, version in tasks.items() if task in found}
+    if senders is not None:
+        senders.update({name: found[task] for task, name in sender_tasks.items() if task in found})
+    if any(isinstance(o, NotOffered) for o in outcomes.values()):
+        # STARTTLS not offered stands for the default client too, whether it ran or not.
+        default = NotOffered()
+    return outcomes, default
+
+
+async def _until_decided(
+    pending: set[asyncio.Task[Any]], found: dict[asyncio.Task[Any], Any], deadline: Deadline
+) -> None:
+    """Wait for the connections' outcomes into `found`; cancel the rest once one answer
+    stands for all of them, or at the deadline."""
     try:
         async with asyncio.timeout(deadline.budget() + _GRACE):
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 finished = [task for task in done if not task.cancelled()]
-                for task in finished:
-                    if task is default_task:
-                        default = default_task.result()
-                    else:
-                        outcomes[tasks[task]] = task.result()
+                found.update({task: task.result() for task in finished})
                 if any(_ends_probe(task.result()) for task in finished):
-                    await _cancel(pending)
-                    pending = set()
+                    break
     except TimeoutError:
         pass
     finally:
         await _cancel(pending)
-        endpoint.finish()
-    if any(isinstance(o, NotOffered) for o in outcomes.values()):
-        # STARTTLS not offered stands for the default client too, whether it ran or not.
-        default = NotOffered()
-    return outcomes, default
 
 
 def _gate(

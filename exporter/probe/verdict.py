@@ -24,12 +24,14 @@ from exporter.probe.outcomes import (
     Refused,
     VersionOutcome,
 )
+from exporter.probe.profile import ProfileFailure, ProfileOutcome
 from exporter.results import (
     AddressResult,
     CertificateInfo,
     Negotiated,
     ProbeResult,
     Reason,
+    SenderResult,
     Verdict,
     VersionResult,
 )
@@ -63,6 +65,8 @@ class Findings:
     default_client_error: str = ""
     #: The chain against the target's TLSA records, where DANE applies.
     dane: DaneResult | None = None
+    #: Each sender's verdict, in the target's order.
+    senders: tuple[SenderResult, ...] = ()
 
     def at(self, address: str) -> AddressResult:
         """What these findings say about one address."""
@@ -93,6 +97,7 @@ class Findings:
             default_client_error=self.default_client_error,
             addresses=addresses,
             dane=self.dane,
+            senders=self.senders,
             transcript=transcript,
         )
 
@@ -102,6 +107,7 @@ def decide(
     outcomes: Mapping[TLSVersion, VersionOutcome],
     default: DefaultOutcome,
     trust: certs.TrustStore,
+    senders: Mapping[str, ProfileOutcome] | None = None,
 ) -> Findings:
     """The verdict for every version of `target`, the certificate and the error, if any.
 
@@ -119,6 +125,7 @@ def decide(
         error = error or _no_handshake(outcomes, default)
     certificate, certificate_error = _certificate(target.servername, outcomes, default, trust)
     return Findings(
+        senders=_senders(target, outcomes, default, senders or {}),
         dane=_dane(target, outcomes, default),
         versions=versions,
         starttls_advertised=_starttls_advertised(target, outcomes, default),
@@ -264,6 +271,39 @@ def _certificate(
         cause = default.detail or default.reason.value
         return None, Failed(default.reason, f"no certificate could be read: {cause}")
     return None, Failed(Reason.TLS_PROTOCOL_ERROR, "no certificate could be read")
+
+
+def _senders(
+    target: Target,
+    outcomes: Mapping[TLSVersion, VersionOutcome],
+    default: DefaultOutcome,
+    found: Mapping[str, ProfileOutcome],
+) -> tuple[SenderResult, ...]:
+    """Each sender's verdict. A hello closed or reset is a refusal only where another
+    connection shows the server speaks TLS (as for a version); else nobody knows."""
+    speaks_tls = isinstance(default, Handshake) or any(
+        isinstance(o, Accepted | Refused) for o in outcomes.values()
+    )
+    results = []
+    for profile in target.senders:
+        outcome = found.get(profile.name)
+        if outcome is None:
+            results.append(SenderResult(profile.name, "unknown", detail="not reached"))
+            continue
+        compatibility = outcome.compatibility.value
+        if outcome.failure is ProfileFailure.DROPPED and not speaks_tls:
+            compatibility = "unknown"
+        results.append(
+            SenderResult(
+                profile=profile.name,
+                compatibility=compatibility,
+                failure=outcome.failure.value if outcome.failure else "",
+                detail=outcome.detail,
+                version=outcome.version,
+                suite=outcome.suite,
+            )
+        )
+    return tuple(results)
 
 
 def _dane(
