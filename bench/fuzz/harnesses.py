@@ -9,8 +9,11 @@ input with its traceback.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import os
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -187,11 +190,27 @@ def certificate_chain(data: bytes) -> None:
 # --- the config file ----------------------------------------------------------------------
 
 
+#: The directory the run gives a target's process for its files (libFuzzer ends the process
+#: without Python's exit handlers, so the run removes it).
+SCRATCH_ENV: Final = "SMTP_TLS_FUZZ_SCRATCH"
+
+
+def scratch_parent() -> Path | None:
+    """Memory where the machine has it: each input is written to a file."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() else None
+
+
 @cache
 def _scratch() -> Path:
-    """A directory for the file under test, in memory where the machine has one."""
-    shm = Path("/dev/shm")
-    return Path(tempfile.mkdtemp(prefix="smtp-tls-fuzz-", dir=shm if shm.is_dir() else None))
+    """A directory for the files under test: the run's, or one removed at exit."""
+    given = os.environ.get(SCRATCH_ENV)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        return Path(given)
+    path = Path(tempfile.mkdtemp(prefix="smtp-tls-fuzz-", dir=scratch_parent()))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def config_file(data: bytes) -> None:

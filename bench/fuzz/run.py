@@ -1,13 +1,14 @@
 """`python -m bench.fuzz`: coverage-guided fuzzing of every parser fed by the network or by
 users, each target for its share of a time budget.
 
-    python -m bench.fuzz                       # every target, 240 s in all
+    python -m bench.fuzz                       # every target, 240 s of fuzzing in all
     python -m bench.fuzz --budget 3600         # an hour: 15 minutes a target
     python -m bench.fuzz --target hello --target smtp --budget 120
     python -m bench.fuzz --target config --reproduce CRASH_FILE   # one input, its traceback
     python -m bench.fuzz --save-corpus         # keep inputs that add coverage in the repo
 
-Each target runs under atheris (libFuzzer) in a process of its own, over its corpus in the
+Each target runs under atheris (libFuzzer) in a process of its own (its start-up, some
+seconds, comes on top of its share), over its corpus in the
 repository (bench/fuzz/corpus/TARGET, seeds from `python -m bench.fuzz.seeds`) plus a work
 corpus outside it that grows from run to run. An input that lets out an error the callers
 do not handle, fails a check, takes longer than --timeout or grows the process past
@@ -19,6 +20,8 @@ directory: the test suite replays every corpus file (tests/test_fuzz_corpus.py).
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bench.fuzz.harnesses import HARNESSES, Harness
+from bench.fuzz.harnesses import HARNESSES, SCRATCH_ENV, Harness, scratch_parent
 
 DEFAULT_BUDGET: Final = 240.0
 #: The most memory a target's process may hold (libFuzzer's -rss_limit_mb).
@@ -118,21 +121,17 @@ def fuzz(harness: Harness, seconds: float, args: argparse.Namespace) -> Outcome:
         str(harness.corpus),
     ]
     started = time.monotonic()
-    with log.open("wb") as out:
-        try:
-            status = subprocess.run(
-                command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=seconds + _GRACE
-            ).returncode
-        except subprocess.TimeoutExpired:
-            status = -9
+    scratch = tempfile.mkdtemp(prefix=f"smtp-tls-fuzz-{harness.name}-", dir=scratch_parent())
+    env = {**os.environ, SCRATCH_ENV: scratch}
+    try:
+        status = _run(command, env, log, seconds + _GRACE)
+        if args.save_corpus:
+            merge = [*command[:4], "-merge=1", str(harness.corpus), str(work)]
+            _run(merge, env, logs / f"{harness.name}-merge.log", None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     text = log.read_text(errors="replace")
     findings = tuple(sorted(set(crashes.iterdir()) - before))
-    if args.save_corpus:
-        subprocess.run(
-            [sys.executable, "-m", "bench.fuzz.worker", harness.name, "-merge=1",
-             str(harness.corpus), str(work)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
-        )  # fmt: skip
     return Outcome(
         harness.name,
         time.monotonic() - started,
@@ -142,6 +141,17 @@ def fuzz(harness: Harness, seconds: float, args: argparse.Namespace) -> Outcome:
         status,
         log,
     )
+
+
+def _run(command: list[str], env: dict[str, str], log: Path, timeout: float | None) -> int:
+    """Run a worker with its output in `log`; its exit status (-9: killed, out of time)."""
+    with log.open("wb") as out:
+        try:
+            return subprocess.run(
+                command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+            ).returncode
+        except subprocess.TimeoutExpired:
+            return -9
 
 
 def reproduce(harness: Harness, path: Path) -> int:
