@@ -38,12 +38,21 @@ EXPECTED_ALERTS = {
     "SmtpTlsDnssecBogus",
     "SmtpTlsDaneTlsaBogus",
     "SmtpTlsDaneRolloverNotReady",
+    "SmtpTlsExchangeOnlineIncompatible",
+    "SmtpTlsSenderIncompatible",
+    "SmtpTlsDomainExchangeOnlineIncompatible",
+    "SmtpTlsDomainSenderIncompatible",
 }
 #: The group of the rules on mail domains: their alerts name the domain, not a target.
 DOMAIN_GROUP = "smtp-tls-exporter-domains"
 #: The group of the rules on mail transport policy (MTA-STS, TLS-RPT, DNSSEC, DANE): their
 #: alerts name the domain too.
 POLICY_GROUP = "smtp-tls-exporter-transport-policy"
+#: The group of the rules on senders (smtp_tls_sender_*): per host, and per mail domain
+#: through smtp_tls_mx_info.
+SENDER_GROUP = "smtp-tls-exporter-senders"
+#: The sender whose rules are its own; the rules on the other important senders leave it out.
+EXCHANGE_ONLINE = "exchange-online"
 #: Host series the transport policy rules join to domains.
 POLICY_HOST_SERIES = (
     "smtp_tls_starttls_advertised",
@@ -67,7 +76,12 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def load_groups() -> dict[str, list[dict[str, object]]]:
     """Group name -> its rules, in the file's order."""
     groups = yaml.safe_load(ALERTS.read_text())["groups"]
-    assert [g["name"] for g in groups] == ["smtp-tls-exporter", DOMAIN_GROUP, POLICY_GROUP]
+    assert [g["name"] for g in groups] == [
+        "smtp-tls-exporter",
+        DOMAIN_GROUP,
+        POLICY_GROUP,
+        SENDER_GROUP,
+    ]
     return {g["name"]: g["rules"] for g in groups}
 
 
@@ -90,6 +104,9 @@ def test_alert_names_and_annotations() -> None:
     assert {r["alert"] for r in rules} == EXPECTED_ALERTS
     groups = load_groups()
     domain_alerts = {r["alert"] for r in groups[DOMAIN_GROUP] + groups[POLICY_GROUP]}
+    domain_alerts |= {
+        r["alert"] for r in groups[SENDER_GROUP] if "smtp_tls_mx_info" in str(r["expr"])
+    }
     for rule in rules:
         labels = rule["labels"]
         annotations = rule["annotations"]
@@ -144,6 +161,51 @@ def test_policy_alerts_join_hosts_many_to_one() -> None:
             )
         assert expr.startswith("count without (target, preference) ("), rule["alert"]
     assert joined == 4
+
+
+def test_sender_alerts_fire_for_important_senders_only() -> None:
+    """Every sender rule joins smtp_tls_sender_important; Exchange Online's rules name it,
+    the others leave it out, so no incompatibility alerts twice."""
+    rules = load_groups()[SENDER_GROUP]
+    assert len(rules) == 4
+    exchange = f'smtp_tls_sender_compatible{{profile="{EXCHANGE_ONLINE}"}}'
+    others = f'smtp_tls_sender_compatible{{profile!="{EXCHANGE_ONLINE}"}}'
+    for rule in rules:
+        expr = " ".join(str(rule["expr"]).split())
+        assert "smtp_tls_sender_important" in expr, rule["alert"]
+        assert (exchange in expr) != (others in expr), rule["alert"]
+        assert expr.count("smtp_tls_sender_compatible") == 1, rule["alert"]
+        named = "ExchangeOnline" in str(rule["alert"])
+        assert (exchange in expr) == named, rule["alert"]
+        assert rule["labels"] == {"severity": "critical"}, rule["alert"]
+        annotations = rule["annotations"]
+        assert isinstance(annotations, dict)
+        if not named and "smtp_tls_mx_info" not in expr:  # one alert per host and sender
+            assert "{{ $labels.profile }}" in str(annotations["summary"]), rule["alert"]
+
+
+def test_sender_domain_alerts_join_hosts_many_to_one() -> None:
+    """As the domain rules: every host series reduced to one series per target (or per
+    target and sender) before the join, smtp_tls_mx_info the many side, one alert per
+    domain."""
+    host_series = "smtp_tls_sender_compatible|smtp_tls_sender_important|smtp_tls_version_supported"
+    host_series += "|smtp_tls_starttls_advertised"
+    joined = 0
+    for rule in load_groups()[SENDER_GROUP]:
+        expr = " ".join(str(rule["expr"]).split())
+        if "smtp_tls_mx_info" not in expr:
+            continue
+        joined += 1
+        assert "smtp_tls_mx_info * on (target) group_left ()" in expr, rule["alert"]
+        assert "group_right" not in expr, rule["alert"]
+        uses = re.findall(rf"(\w+ by \([^)]*\) \()?\b({host_series})\b", expr)
+        for reduced, metric in uses:
+            assert reduced in ("max by (target) (", "max by (target, profile) ("), (
+                rule["alert"],
+                metric,
+            )
+        assert expr.startswith("count without (target, preference) ("), rule["alert"]
+    assert joined == 2
 
 
 def test_mta_sts_alerts_act_on_a_mode() -> None:
