@@ -271,7 +271,7 @@ def format_address(host: str, port: int) -> str:
 def parse_port(text: str, *, allow_zero: bool = False) -> int:
     """A port number from text; ValueError names the problem."""
     low = 0 if allow_zero else 1
-    if not text.isdigit() or not low <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= 65535:
         raise ValueError(f"port must be a number from {low} to 65535, got {text!r}")
     return int(text)
 

@@ -858,3 +858,18 @@ def test_tabs_are_refused_wherever_yaml_is_parsed(text: str) -> None:
     """LibYAML takes these tabs, the pure parser does not: the file is judged the same on
     every machine, whichever PyYAML it has."""
     assert_problem(problems(text), None, "invalid YAML")
+
+
+def test_labels_are_bounded_and_ports_are_ascii_digits() -> None:
+    """`defaults.labels` merge into every target: a cap keeps a file from growing with the
+    square of its size. A port of Arabic-Indic digits is no port."""
+    many = "{" + ", ".join(f"l{i}: v" for i in range(65)) + "}"
+    with pytest.raises(ConfigError) as caught:
+        parse(f"defaults:\n  labels: {many}\ntargets:\n  - host: mx.example.org\n")
+    assert any("sets 65 labels; at most 64" in p for p in caught.value.problems)
+    with pytest.raises(ConfigError):
+        parse("targets:\n  - host: mx.example.org\n    port: '٥٣'\n")
+    from exporter.names import parse_port
+
+    with pytest.raises(ValueError, match="port must be a number"):
+        parse_port("٥٣")

@@ -22,6 +22,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from exporter.access import AllowRule
 from exporter.config.values import (
+    MAX_LABELS,
     VERSION_SPELLINGS,
     WHITESPACE_CLASS,
     ValueContext,
@@ -308,6 +309,7 @@ class LabelMap:
             "description": "Extra constant labels: names of letters, digits and _ (not"
             " starting with a digit or __, not a label the exporter sets) to text.",
             "type": ["object", "null"],
+            "maxProperties": MAX_LABELS,
             "propertyNames": {
                 "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$",
                 "not": {"anyOf": [{"pattern": "^__"}, {"enum": sorted(RESERVED_LABELS)}]},

@@ -327,6 +327,11 @@ def read_versions(value: object) -> tuple[TLSVersion, ...]:
     return tuple(v for v in TLSVersion if v in found)
 
 
+#: Labels one target (or `defaults`) may set: more is no labelling scheme, and `defaults`'
+#: labels merge into every target, so the product would grow with the square of the file.
+MAX_LABELS = 64
+
+
 def read_labels(value: object) -> dict[str, str]:
     """Label names to text values; null is no labels."""
     if value is None:
@@ -335,6 +340,8 @@ def read_labels(value: object) -> dict[str, str]:
         raise InvalidValue.because(
             f"must be a mapping of label names to values, got {describe(value)}"
         )
+    if len(value) > MAX_LABELS:
+        raise InvalidValue.because(f"sets {len(value)} labels; at most {MAX_LABELS}")
     labels: dict[str, str] = {}
     problems = []
     for name, text in value.items():
