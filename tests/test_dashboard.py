@@ -1,6 +1,6 @@
 """The Grafana dashboard: structure, every panel query parses as PromQL, and the panels of the
-"Mail domains" and "Transport policy" rows give what they should from a real Prometheus
-scraping domain series."""
+"Mail domains", "Transport policy" and "Senders" rows give what they should from a real
+Prometheus scraping domain series and hosts' sender verdicts."""
 
 from __future__ import annotations
 
@@ -33,7 +33,14 @@ from exporter.policydns import (
     TlsaLookup,
     TlsaStatus,
 )
-from exporter.results import CertificateInfo, ProbeResult, Verdict, VerifyError, VersionResult
+from exporter.results import (
+    CertificateInfo,
+    ProbeResult,
+    SenderResult,
+    Verdict,
+    VerifyError,
+    VersionResult,
+)
 from exporter.store import DomainStatus, MxEntry, ResultStore
 from exporter.target import MailDomain, Target, TLSVersion
 from exporter.tlsrpt import TlsRptRecord
@@ -42,11 +49,13 @@ from tests.support.dashboard import (
     DOMAIN_ROWS,
     DOMAINS_ROW,
     POLICY_ROW,
+    SENDERS_ROW,
     all_queries,
     domain_queries,
     iter_panels,
     iter_panels_by_row,
     load_dashboard,
+    sender_queries,
     substitute_variables,
 )
 from tests.support.exporter_process import HOST
@@ -241,11 +250,35 @@ def test_transport_policy_row(dashboard: dict[str, Any]) -> None:
             assert target["expr"].startswith(("max by (domain, ", "max by (domain)")), target
 
 
+def test_senders_row(dashboard: dict[str, Any]) -> None:
+    panels = {panel["title"]: panel for row, panel in iter_panels_by_row(dashboard)
+              if row == SENDERS_ROW}  # fmt: skip
+    assert set(panels) == {*SENDER_STATS, "Senders by target"}
+    for title in SENDER_STATS:
+        # A stat says 0, not "No data", when every sender gets through.
+        assert panels[title]["targets"][0]["expr"].endswith(" or vector(0)"), title
+    exprs = " ".join(t["expr"] for p in panels.values() for t in p["targets"])
+    for metric in (
+        "smtp_tls_sender_compatible",
+        "smtp_tls_sender_info",
+        "smtp_tls_sender_important",
+    ):
+        assert metric in exprs, metric
+    table = panels["Senders by target"]
+    assert table["transformations"][0]["id"] == "merge"
+    for target in table["targets"]:
+        assert target["format"] == "table", target["refId"]
+        assert target["expr"].startswith("max by (target, profile"), target["refId"]
+    columns = table["transformations"][-1]["options"]["renameByName"]
+    assert set(columns.values()) == {"Target", "Sender", "Result", "Version", "Cipher",
+                                     "What failed", "Detail", "Important"}  # fmt: skip
+
+
 def test_tables_merge_on_their_row_labels_only(dashboard: dict[str, Any]) -> None:
     """The merge of a table's queries joins rows on the labels every query has; any other
     label two queries share would split rows, so those are renamed (label_replace)."""
     for row, panel in iter_panels_by_row(dashboard):
-        if row not in DOMAIN_ROWS or panel["type"] != "table":
+        if row not in (*DOMAIN_ROWS, SENDERS_ROW) or panel["type"] != "table":
             continue
         by = [re.search(r"max by \(([^)]*)\)", t["expr"]) for t in panel["targets"]]
         assert all(by), panel["title"]
@@ -291,11 +324,11 @@ def test_dashboard_path_is_the_deployed_one() -> None:
     assert DASHBOARD_PATH.parts[-3:] == ("deploy", "grafana", "dashboard.json")
 
 
-# --- the "Mail domains" and "Transport policy" rows against a real Prometheus --------------
+# --- the "Mail domains", "Transport policy" and "Senders" rows against a real Prometheus ----
 #
 # The series are the exporter's own: its collectors render a store holding MX hosts' probe
-# results (with their certificates and DANE matches) and domains' look-ups with their
-# policies, served to a real Prometheus as a scrape target.
+# results (with their certificates, DANE matches and senders' verdicts) and domains' look-ups
+# with their policies, served to a real Prometheus as a scrape target.
 
 MODERN = {"1.0": False, "1.1": False, "1.2": True, "1.3": True}
 LEGACY_ONLY = {"1.0": True, "1.1": True, "1.2": False, "1.3": False}
@@ -323,6 +356,69 @@ DANE = {
     "mx.modern.example": (True, True),
     "mx.hoster.example": (False, False),
     "mx.policy.example": (True, False),
+}
+#: The senders whose incompatibility alerts, as the config's important_senders.
+IMPORTANT_SENDERS = ("exchange-online", "postfix")
+TLS12, TLS11, TLS13 = 0x0303, 0x0302, 0x0304
+ECDHE_RSA_AES256_GCM, ECDHE_RSA_AES128_CBC = 0xC030, 0xC013
+AES128_GCM_TLS13, AES256_GCM_TLS13 = 0x1301, 0x1302
+
+
+def compatible(profile: str, version: int, suite: int) -> SenderResult:
+    return SenderResult(profile, "compatible", version=version, suite=suite)
+
+
+def incompatible(
+    profile: str, failure: str, detail: str, version: int | None = None
+) -> SenderResult:
+    return SenderResult(profile, "incompatible", failure, detail, version=version)
+
+
+#: MX host -> what each sender it tests gets (exchange-online and gmail; postfix on two).
+SENDERS: dict[str, tuple[SenderResult, ...]] = {
+    "mx1.partner.example": (
+        compatible("exchange-online", TLS12, ECDHE_RSA_AES256_GCM),
+        compatible("gmail", TLS13, AES128_GCM_TLS13),
+    ),
+    # Legacy-only: Exchange Online sends with TLS 1.2 alone; Gmail still takes TLS 1.1.
+    "mx2.partner.example": (
+        incompatible("exchange-online", "version",
+                     "server chose TLSv1.1; exchange-online offers TLSv1.2 to TLSv1.2", TLS11),
+        compatible("gmail", TLS11, ECDHE_RSA_AES128_CBC),
+    ),
+    "mx.hoster.example": (
+        incompatible("exchange-online", "version",
+                     "server chose TLSv1.1; exchange-online offers TLSv1.2 to TLSv1.2", TLS11),
+        compatible("gmail", TLS11, ECDHE_RSA_AES128_CBC),
+    ),
+    # Exchange Online gets through; Postfix (important) does not: TLS 1.3 with a
+    # finite-field group alone.
+    "mx.modern.example": (
+        compatible("exchange-online", TLS12, ECDHE_RSA_AES256_GCM),
+        compatible("gmail", TLS13, AES128_GCM_TLS13),
+        incompatible("postfix", "group", "server chose ffdhe2048, which postfix does not offer",
+                     TLS13),
+    ),
+    "mx.plain.example": (
+        incompatible("exchange-online", "no_starttls", "EHLO does not offer STARTTLS"),
+        incompatible("gmail", "no_starttls", "EHLO does not offer STARTTLS"),
+    ),
+    "mx.unknown.example": (
+        SenderResult("exchange-online", "unknown", detail="read timeout"),
+        SenderResult("gmail", "unknown", detail="read timeout"),
+    ),
+    # TLS 1.2 and 1.3 accepted with an ECDSA certificate alone: Exchange Online offers no
+    # suite for it.
+    "mx.policy.example": (
+        incompatible("exchange-online", "alert", "alert handshake_failure"),
+        compatible("gmail", TLS13, AES128_GCM_TLS13),
+        compatible("postfix", TLS13, AES256_GCM_TLS13),
+    ),
+}  # fmt: skip
+#: The stats of the "Senders" row, with these senders.
+SENDER_STATS = {
+    "Hosts Exchange Online cannot deliver to": 4,  # mx2.partner, hoster, plain, policy
+    "Hosts an important sender cannot deliver to": 5,  # those and modern (postfix)
 }
 #: Domain -> look-up status and its MX hosts with their preference.
 DOMAINS: dict[str, tuple[MxStatus, tuple[tuple[str, int], ...]]] = {
@@ -478,7 +574,7 @@ def domain_store() -> ResultStore:
     """MX hosts with their last probe, and every domain of DOMAINS looked up with the
     policies of POLICIES (none published where it has no entry)."""
     store = ResultStore()
-    targets = {host: Target(host=host) for host in HOSTS}
+    targets = {host: Target(host=host, important_senders=IMPORTANT_SENDERS) for host in HOSTS}
     store.set_targets(tuple(targets.values()), frozenset())
     now = time.time()
     for host, (verdicts, starttls) in HOSTS.items():
@@ -493,7 +589,7 @@ def domain_store() -> ResultStore:
             success=len(versions) == len(MODERN), error=None, error_detail="",
             starttls_advertised=starttls, versions=versions, negotiated=None,
             certificate=None if verified is None else certificate(host, verified),
-            dane=None if dane is None else dane_result(*dane),
+            dane=None if dane is None else dane_result(*dane), senders=SENDERS.get(host, ()),
         )  # fmt: skip
         store.record(targets[host], result)
     domains = []
@@ -525,7 +621,8 @@ class _Exposition(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def domain_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
-    """A real Prometheus scraping the domain series, until every domain is in it."""
+    """A real Prometheus scraping the domain series and the MX hosts' (their senders' too),
+    until every domain and host is in it."""
     binary = require_prometheus()
     store = domain_store()
     registry = CollectorRegistry(auto_describe=False)
@@ -630,6 +727,17 @@ def test_mx_hosts_table(domain_prometheus: PrometheusServer) -> None:
     assert legacy[("partner.example", "mx1.partner.example:25")] == "0"
     starttls = _rows(domain_prometheus, _panel_query("MX hosts by domain", "E"), "target")
     assert starttls[("mx.plain.example:25",)] == "0"
+    # Exchange Online's verdict: mx.policy.example accepts TLS 1.2 and still turns it away.
+    exchange = _rows(domain_prometheus, _panel_query("MX hosts by domain", "G"), "domain", "target")
+    assert exchange == {
+        ("partner.example", "mx1.partner.example:25"): "1",
+        ("partner.example", "mx2.partner.example:25"): "0",
+        ("a.example", "mx.hoster.example:25"): "0",
+        ("b.example", "mx.hoster.example:25"): "0",
+        ("modern.example", "mx.modern.example:25"): "1",
+        ("plain.example", "mx.plain.example:25"): "0",
+        ("policy.example", "mx.policy.example:25"): "0",
+    }
 
 
 @pytest.mark.prometheus
@@ -645,6 +753,8 @@ def test_mx_lookups_table(domain_prometheus: PrometheusServer) -> None:
 #: The groups of alerts.yml whose alerts name a domain.
 DOMAIN_GROUP = "smtp-tls-exporter-domains"
 POLICY_GROUP = "smtp-tls-exporter-transport-policy"
+#: The group of alerts.yml whose alerts name a sender (on a host or a domain).
+SENDER_GROUP = "smtp-tls-exporter-senders"
 #: A latent risk rather than a problem: no stat counts it.
 ROLLOVER_ALERT = "SmtpTlsDaneRolloverNotReady"
 
@@ -679,11 +789,14 @@ def test_domains_failing_are_those_the_alerts_name(domain_prometheus: Prometheus
         ROLLOVER_ALERT: {"policy.example"},
     }  # fmt: skip
 
+    groups = _alert_groups()
+    names = groups[DOMAIN_GROUP] | groups[POLICY_GROUP]
+
     def domain_alerts() -> dict[str, set[str]]:
         found: dict[str, set[str]] = {}
         for alert in domain_prometheus.alerts():
             labels = alert["labels"]
-            if "domain" in labels:
+            if labels["alertname"] in names:
                 found.setdefault(labels["alertname"], set()).add(labels["domain"])
         return found
 
@@ -693,8 +806,7 @@ def test_domains_failing_are_those_the_alerts_name(domain_prometheus: Prometheus
         )
     except AssertionError:
         raise AssertionError(f"alerts: {domain_alerts()}\nexpected: {expected}") from None
-    groups = _alert_groups()
-    assert set(expected) == groups[DOMAIN_GROUP] | groups[POLICY_GROUP]
+    assert set(expected) == names
     failing = set().union(*(expected[name] for name in groups[DOMAIN_GROUP]))
     assert len(failing) == STATS["Domains failing"]
     problems = set().union(*(expected[name] for name in groups[POLICY_GROUP] - {ROLLOVER_ALERT}))
@@ -811,3 +923,96 @@ def test_mx_policy_table(domain_prometheus: PrometheusServer) -> None:
     assert len(details) == len(DANE) + 1  # mx.hoster.example under a.example and b.example
     details = _rows(domain_prometheus, _panel_query(table, "H"), "domain", "target", "tlsa_detail")
     assert details[("modern.example", "mx.modern.example:25", "_25._tcp.mx.modern.example: secure")]
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize(
+    ("title", "expr"),
+    sender_queries(),
+    ids=[f"{i}-{title}" for i, (title, _) in enumerate(sender_queries())],
+)
+def test_sender_query_returns_data(
+    domain_prometheus: PrometheusServer, title: str, expr: str
+) -> None:
+    assert domain_prometheus.query(expr), f"panel {title!r}: no data for\n{expr}"
+
+
+def _senders_query(title: str, ref: str = "A") -> str:
+    row = [panel for row, panel in iter_panels_by_row(load_dashboard()) if row == SENDERS_ROW]
+    (panel,) = (panel for panel in row if panel["title"] == title)
+    (target,) = (t for t in panel["targets"] if t["refId"] == ref)
+    return substitute_variables(target["expr"])
+
+
+@pytest.mark.prometheus
+def test_sender_stats(domain_prometheus: PrometheusServer) -> None:
+    got = {}
+    for title in SENDER_STATS:
+        (sample,) = domain_prometheus.query(_senders_query(title))
+        got[title] = float(sample["value"][1])
+    assert got == SENDER_STATS
+
+
+@pytest.mark.prometheus
+def test_senders_table(domain_prometheus: PrometheusServer) -> None:
+    """One row per target and sender it tests: compatible with the version and cipher the
+    server chose, incompatible with what failed, unknown with why; the important ones marked."""
+    labels = ("target", "profile", "result", "version", "cipher", "failure", "detail")
+    rows = _rows(domain_prometheus, _senders_query("Senders by target", "A"), *labels)
+    assert len(rows) == sum(len(senders) for senders in SENDERS.values())
+    assert {(row[0], row[1]) for row in rows} == {
+        (f"{host}:25", sender.profile) for host, senders in SENDERS.items() for sender in senders
+    }
+    assert ("mx1.partner.example:25", "exchange-online", "compatible", "TLSv1.2",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "", "") in rows  # fmt: skip
+    assert ("mx.policy.example:25", "exchange-online", "incompatible", "", "", "alert",
+            "alert handshake_failure") in rows  # fmt: skip
+    assert ("mx2.partner.example:25", "exchange-online", "incompatible", "TLSv1.1", "",
+            "version", "server chose TLSv1.1; exchange-online offers TLSv1.2 to TLSv1.2",
+            ) in rows  # fmt: skip
+    assert ("mx.unknown.example:25", "gmail", "unknown", "", "", "", "read timeout") in rows
+    important = _rows(
+        domain_prometheus, _senders_query("Senders by target", "B"), "target", "profile"
+    )
+    assert important == {
+        (f"{host}:25", sender.profile): "1"
+        for host, senders in SENDERS.items()
+        for sender in senders
+        if sender.profile in IMPORTANT_SENDERS
+    }
+
+
+@pytest.mark.prometheus
+def test_sender_alerts_on_the_same_series(domain_prometheus: PrometheusServer) -> None:
+    """The sender alerts (pending) on these series: Exchange Online only where TLS 1.2 is
+    accepted and STARTTLS offered (the TLS 1.2 and STARTTLS alerts have the others), Postfix
+    because it is important, Gmail never (not important), nothing for unknown verdicts."""
+    expected = {
+        "SmtpTlsExchangeOnlineIncompatible": {("mx.policy.example:25", "exchange-online")},
+        "SmtpTlsSenderIncompatible": {("mx.modern.example:25", "postfix")},
+        "SmtpTlsDomainExchangeOnlineIncompatible": {("policy.example", "")},
+        "SmtpTlsDomainSenderIncompatible": {("modern.example", "")},
+    }
+    names = _alert_groups()[SENDER_GROUP]
+    assert set(expected) == names
+
+    def sender_alerts() -> dict[str, set[tuple[str, str]]]:
+        found: dict[str, set[tuple[str, str]]] = {}
+        for alert in domain_prometheus.alerts():
+            labels = alert["labels"]
+            if labels["alertname"] in names:
+                named = (labels.get("target", labels.get("domain", "")), labels.get("profile", ""))
+                found.setdefault(labels["alertname"], set()).add(named)
+        return found
+
+    try:
+        domain_prometheus.wait_until(
+            lambda: sender_alerts() == expected, timeout=30, what="the sender alerts"
+        )
+    except AssertionError:
+        raise AssertionError(f"alerts: {sender_alerts()}\nexpected: {expected}") from None
+    # Every host the Exchange Online alert names is one the stat counts.
+    refused = 'smtp_tls_sender_compatible{profile="exchange-online"} == 0'
+    exchange_hosts = {host for (host,) in _rows(domain_prometheus, refused, "target")}
+    assert len(exchange_hosts) == SENDER_STATS["Hosts Exchange Online cannot deliver to"]
+    assert {host for host, _ in expected["SmtpTlsExchangeOnlineIncompatible"]} <= exchange_hosts

@@ -4,7 +4,9 @@ Used by the dashboard tests: every query must parse (promtool) and run against a
 Prometheus. The panels of the "Mail domains" and "Transport policy" rows need an exporter that
 watches mail domains; `dashboard_queries` leaves them out (tests/test_prometheus.py runs those
 against an exporter probing hosts only) and `domain_queries` gives them (tests/test_dashboard.py
-runs them against domain series).
+runs them against domain series). `sender_queries` gives the "Senders" row's, which are host
+queries (in `dashboard_queries` too): tests/test_dashboard.py runs them against hosts whose
+results carry senders of every kind.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ DOMAINS_ROW = "Mail domains"
 POLICY_ROW = "Transport policy"
 #: The rows whose panels need domain series.
 DOMAIN_ROWS = (DOMAINS_ROW, POLICY_ROW)
+#: The row whose panels show what each sender gets from each target.
+SENDERS_ROW = "Senders"
 
 # What each variable becomes in a query run outside Grafana.
 VARIABLE_VALUES: dict[str, str] = {
@@ -83,10 +87,10 @@ def substitute_variables(expr: str) -> str:
     return _VARIABLE.sub(replace, expr)
 
 
-def _queries(path: Path, *, domains: bool) -> list[tuple[str, str]]:
+def _queries(path: Path, *, domains: bool, rows: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     queries = []
     for row, panel in iter_panels_by_row(load_dashboard(path)):
-        if (row in DOMAIN_ROWS) != domains:
+        if (row in DOMAIN_ROWS) != domains or (rows and row not in rows):
             continue
         for target in panel.get("targets", []):
             if target.get("hide") or not target.get("expr"):
@@ -106,6 +110,12 @@ def domain_queries(path: Path = DASHBOARD_PATH) -> list[tuple[str, str]]:
     """The same for the panels of the "Mail domains" and "Transport policy" rows, which need
     domain series."""
     return _queries(path, domains=True)
+
+
+def sender_queries(path: Path = DASHBOARD_PATH) -> list[tuple[str, str]]:
+    """The same for the panels of the "Senders" row (host queries: part of
+    `dashboard_queries` too)."""
+    return _queries(path, domains=False, rows=(SENDERS_ROW,))
 
 
 def all_queries(path: Path = DASHBOARD_PATH) -> list[tuple[str, str]]:
