@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 
 from exporter.names import format_address
 from exporter.probe.suites import suite_name
-from exporter.results import CertificateInfo, ProbeResult, Verdict, VersionResult
+from exporter.results import CertificateInfo, ProbeResult, SenderResult, Verdict, VersionResult
 from exporter.store import DomainStatus, ReloadStatus, ShardStatus
 from exporter.target import Target, TLSVersion
 from exporter.transcript import ConnectionLog, Kind, unpack
@@ -43,6 +43,7 @@ STATUSES: Final = {
     "ok": "probe ok",
     "certificate": f"certificate not verified or within {CERT_WARN_DAYS} days of expiry",
     "legacy": "accepting SSLv2, SSLv3, TLS 1.0 or 1.1",
+    "senders": "incompatible with a sender they test",
 }
 
 _STYLE: Final = (
@@ -185,6 +186,8 @@ class _Row:
             return False
         if status == "legacy" and not self.legacy:
             return False
+        if status == "senders" and not self.incompatible_senders:
+            return False
         return not needle or needle in self.haystack
 
     @property
@@ -200,6 +203,13 @@ class _Row:
             v.verdict is Verdict.ACCEPTED
             for version, v in self.verdicts.items()
             if version in LEGACY
+        )
+
+    @property
+    def incompatible_senders(self) -> bool:
+        """Whether a sender the target tests is turned away (unknown verdicts are not)."""
+        return self.result is not None and any(
+            sender.compatible is False for sender in self.result.senders
         )
 
     @property
@@ -370,6 +380,7 @@ def _summary(rows: Sequence[_Row], query: Query) -> str:
         counts[row.state] += 1
         counts["certificate"] += row.cert_attention
         counts["legacy"] += row.legacy
+        counts["senders"] += row.incompatible_senders
     counts["all"] = len(rows)
 
     def link(key: str, text: str = "") -> str:
@@ -381,7 +392,7 @@ def _summary(rows: Sequence[_Row], query: Query) -> str:
         f" {link('waiting', 'waiting')}, {link('ok', 'ok')}."
         f" With a certificate to look at (not verified, or under {CERT_WARN_DAYS} days left):"
         f" {link('certificate')}. Accepting a legacy version (SSLv2, SSLv3, TLS 1.0 or 1.1):"
-        f" {link('legacy')}.</p>"
+        f" {link('legacy')}. Incompatible with a sender they test: {link('senders')}.</p>"
     )
 
 
@@ -528,6 +539,7 @@ def _settings(target: Target) -> str:
             ("Servername", _e(target.servername)),
             ("TLS mode", target.tls.value),
             ("Versions", " ".join(v.display for v in target.versions)),
+            ("Senders", _sender_names(target)),
             ("EHLO name", _e(target.ehlo_name)),
             ("Interval", f"{target.interval:g}s"),
             ("Timeout", f"{target.timeout:g}s"),
@@ -537,6 +549,15 @@ def _settings(target: Target) -> str:
             ("Labels", labels),
         ]
     )
+
+
+def _sender_names(target: Target) -> str:
+    """The senders the target tests, the important ones (whose incompatibility alerts) said."""
+    names = [
+        _e(p.name) + (" (important)" if p.name in target.important_senders else "")
+        for p in target.senders
+    ]
+    return ", ".join(names) or "none"
 
 
 def _summary_of(target: Target, result: ProbeResult, now: float) -> str:
@@ -583,6 +604,38 @@ def _versions(result: ProbeResult) -> str:
     return (
         "<table><tr><th>Version</th><th>Verdict</th><th>Cipher</th><th>Detail</th></tr>"
         + "".join(rows)
+        + "</table>"
+    )
+
+
+_SENDER_CSS: Final = {"compatible": "acc", "incompatible": "bad", "unknown": "unk"}
+
+
+def _sender_row(sender: SenderResult) -> str:
+    version = TLSVersion.from_wire(sender.version) if sender.version else None
+    cipher = suite_name(sender.suite) if sender.suite is not None else ""
+    css = _SENDER_CSS.get(sender.compatibility, "unk")
+    return (
+        f'<tr><td>{_e(sender.profile)}</td><td class="{css}">{_e(sender.compatibility)}</td>'
+        f"<td>{version.display if version else ''}</td>"
+        f'<td class="mono">{_e(cipher)}</td><td>{_e(sender.failure)}</td>'
+        f'<td class="wrap">{_e(sender.detail)}</td></tr>'
+    )
+
+
+def _senders(target: Target, result: ProbeResult) -> str:
+    """What each sender the target tests gets: its ClientHello's verdict, one connection."""
+    if not result.senders:
+        if not target.senders:
+            return "<p>This target tests no sender (<code>senders</code> is empty).</p>"
+        return "<p>This probe reached no sender's verdict.</p>"
+    return (
+        "<p><small>Each sender's own ClientHello (its versions, suites, groups and signature"
+        " algorithms), one connection each. Accepting a version is not enough: a sender"
+        " is compatible only when the server takes what it offers.</small></p>"
+        "<table><tr><th>Profile</th><th>Result</th><th>Version</th><th>Cipher</th>"
+        "<th>What failed</th><th>Detail</th></tr>"
+        + "".join(_sender_row(sender) for sender in result.senders)
         + "</table>"
     )
 
@@ -667,7 +720,8 @@ def render_target(target: Target, result: ProbeResult | None, now: float) -> str
         '<p><a href="./">← all targets</a></p>',
         f"<h1>{_e(target.name)}</h1>",
         '<p><a href="#settings">Settings</a> · <a href="#result">Last probe</a>'
-        ' · <a href="#versions">Versions</a> · <a href="#transcript">Transcript</a>'
+        ' · <a href="#versions">Versions</a> · <a href="#senders">Senders</a>'
+        ' · <a href="#transcript">Transcript</a>'
         ' · <a href="#certificate">Certificate</a></p>',
         '<h2 id="settings">Settings</h2>',
         _settings(target),
@@ -680,6 +734,8 @@ def render_target(target: Target, result: ProbeResult | None, now: float) -> str
         _summary_of(target, result, now),
         '<h2 id="versions">Versions</h2>',
         _versions(result),
+        '<h2 id="senders">Senders</h2>',
+        _senders(target, result),
         '<h2 id="transcript">Transcript</h2>',
         _transcript(result),
         '<h2 id="certificate">Certificate</h2>',

@@ -20,10 +20,12 @@ from exporter.results import (
     Negotiated,
     ProbeResult,
     Reason,
+    SenderResult,
     Verdict,
     VerifyError,
     VersionResult,
 )
+from exporter.senders import BUILTIN_PROFILES
 from exporter.status import (
     CERT_WARN_DAYS,
     Overview,
@@ -112,6 +114,13 @@ def result(
     )
 
 
+#: Exchange Online's verdicts: what it gets from a modern server, and from one that takes
+#: TLS 1.2 only with static-RSA CBC suites.
+EXCHANGE_OK = SenderResult("exchange-online", "compatible", version=0x0303, suite=0xC030)
+EXCHANGE_CBC = SenderResult("exchange-online", "incompatible", "alert", "alert handshake_failure")
+GMAIL_UNKNOWN = SenderResult("gmail", "unknown", detail="read timeout")
+
+
 def overview(*targets: tuple[Target, ProbeResult | None]) -> Overview:
     return Overview("1.2.3", ReloadStatus(True, NOW - 3600), None, targets)
 
@@ -130,9 +139,11 @@ def fleet() -> list[tuple[Target, ProbeResult | None]]:
     legacy = Target(host="mx2.example.org", name="bravo")
     failing = Target(host="mx3.example.org", name="charlie")
     waiting = Target(host="mx4.example.org", name="delta", tls=TLSMode.IMPLICIT, port=465)
+    ok_result = result(ok, cert=certificate(80))
+    legacy_result = result(legacy, accepted=tuple(TLSVersion), cert=certificate(5, verified=False))
     return [
-        (ok, result(ok, cert=certificate(80))),
-        (legacy, result(legacy, accepted=tuple(TLSVersion), cert=certificate(5, verified=False))),
+        (ok, replace(ok_result, senders=(EXCHANGE_OK, GMAIL_UNKNOWN))),
+        (legacy, replace(legacy_result, senders=(EXCHANGE_CBC,))),
         (failing, result(failing, error=Reason.CONNECT_REFUSED, detail="Connection refused")),
         (waiting, None),
     ]
@@ -223,6 +234,7 @@ def test_sorting_by_the_query_string(query: dict[str, str], expected: list[str])
         ({"status": "ok", "sort": "name"}, ["alpha", "bravo"]),
         ({"status": "certificate"}, ["bravo"]),
         ({"status": "legacy"}, ["bravo"]),
+        ({"status": "senders"}, ["bravo"]),  # alpha's unknown Gmail verdict does not count
         ({"q": "MX3.example"}, ["charlie"]),  # address, any case
         ({"q": "eu"}, ["alpha"]),  # a label's value
         ({"q": "refused", "status": "failing"}, ["charlie"]),  # the failure
@@ -251,6 +263,8 @@ def test_the_summary_counts_every_kind_of_trouble() -> None:
     assert "4 targets: 1 failing, 1 waiting, 2 ok." in text
     assert f"certificate to look at (not verified, or under {CERT_WARN_DAYS} days left): 1." in text
     assert "Accepting a legacy version (SSLv2, SSLv3, TLS 1.0 or 1.1): 1." in text
+    assert "Incompatible with a sender they test: 1." in text
+    assert "?status=senders" in index(*fleet()).links
 
 
 def test_rows_beyond_the_limit_are_left_out_with_a_hint() -> None:
@@ -294,7 +308,18 @@ def hostile_fleet() -> list[tuple[Target, ProbeResult | None]]:
         cert=certificate(30, verified=False, subject="CN=" + HOSTILE),
         transcript=recorder.pack(),
     )
-    return [(target, found)]
+    # A profile of the config is named by its user; the rest is the server's words.
+    senders = (
+        SenderResult(HOSTILE, "incompatible", HOSTILE, "plaintext answer: " + HOSTILE),
+        SenderResult("exchange-online", HOSTILE, detail=HOSTILE),
+    )
+    return [(target, replace(found, senders=senders))]
+
+
+def senders_table(page: Page) -> list[list[str]]:
+    """The target page's table of senders, its heading first."""
+    (table,) = (table for table in page.tables if table and table[0][:1] == ["Profile"])
+    return table
 
 
 def assert_inert(text: str) -> Page:
@@ -325,6 +350,11 @@ def test_hostile_server_text_comes_out_escaped_on_the_target_page() -> None:
     assert "250-" + "A" * 500 in shown  # as much as the transcript keeps, wrapped by the style
     assert "554 " + HOSTILE in shown
     assert "CN=" + HOSTILE in shown
+    senders = senders_table(page)
+    assert senders[0] == ["Profile", "Result", "Version", "Cipher", "What failed", "Detail"]
+    assert senders[1] == [HOSTILE, "incompatible", "", "", HOSTILE, "plaintext answer: " + HOSTILE]
+    assert senders[2] == ["exchange-online", HOSTILE, "", "", "", HOSTILE]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#x27;&lt;/td&gt;" in text
     assert_inert(render_not_found(HOSTILE))
 
 
@@ -354,9 +384,13 @@ def test_the_target_page_shows_settings_verdicts_transcript_and_chain() -> None:
         servername="mail.example.org",
         ehlo_name="probe.example.org",
         versions=(TLSVersion.TLS1_0, TLSVersion.TLS1_2, TLSVersion.TLS1_3),
+        senders=(BUILTIN_PROFILES["exchange-online"], BUILTIN_PROFILES["gmail"]),
+        important_senders=("exchange-online",),
     )
     cert = certificate(30, verified=False)
-    page = Page(render_target(target, result(target, cert=cert, transcript=transcript()), NOW))
+    senders = (EXCHANGE_OK, GMAIL_UNKNOWN)
+    found = replace(result(target, cert=cert, transcript=transcript()), senders=senders)
+    page = Page(render_target(target, found, NOW))
     rows = [row for row in page.rows if row]
     shown = page.text
 
@@ -369,6 +403,13 @@ def test_the_target_page_shows_settings_verdicts_transcript_and_chain() -> None:
     assert ["Next probe", "about 2026-06-01 12:03:58Z (an estimate)"] in rows
     assert ["TLSv1.0", "refused", "", "alert protocol_version"] in rows
     assert ["TLSv1.2", "accepted", "TLS_AES_128_GCM_SHA256", ""] in rows
+    assert ["Senders", "exchange-online (important), gmail"] in rows
+    assert senders_table(page)[1:] == [
+        ["exchange-online", "compatible", "TLSv1.2", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "",
+         ""],
+        ["gmail", "unknown", "", "", "", "read timeout"],
+    ]  # fmt: skip
+    assert "#senders" in page.links
 
     lines = [row for row in rows if len(row) == 3 and re.fullmatch(r"\+\d+\.\d ms", row[0])]
     assert [row[1:] for row in lines[:4]] == [
@@ -404,6 +445,7 @@ def test_a_target_without_a_result_or_transcript_says_so() -> None:
     assert "Waiting for the first probe." in waiting
     bare = Page(render_target(target, result(target), NOW)).text
     assert "This probe recorded no transcript." in bare
+    assert "This target tests no sender (senders is empty)." in bare
     assert "No certificate was read." in bare
     failed = replace(result(target), negotiated=None, default_client_error="<alert> 40")
     assert "handshake failed: <alert> 40" in Page(render_target(target, failed, NOW)).text
@@ -444,3 +486,20 @@ def test_pages_over_http_with_their_headers_and_a_404_for_unknown_targets() -> N
             assert (await client.get("/target")).status == 404
 
     asyncio.run(main())
+
+
+def test_the_target_page_says_what_kept_each_sender_out() -> None:
+    """An incompatible sender with what failed and the server's words; no link on a profile."""
+    target = Target(host="mx.example.org", senders=(BUILTIN_PROFILES["exchange-online"],))
+    found = replace(result(target), senders=(EXCHANGE_CBC,))
+    page = Page(render_target(target, found, NOW))
+    assert senders_table(page)[1:] == [
+        ["exchange-online", "incompatible", "", "", "alert", "alert handshake_failure"]
+    ]
+    assert not [link for link in page.links if "exchange-online" in link]
+    assert ["Senders", "exchange-online"] in page.rows  # not important here
+    tested = Target(host="mx.example.org", senders=(BUILTIN_PROFILES["gmail"],))
+    assert (
+        "This probe reached no sender's verdict."
+        in Page(render_target(tested, result(tested), NOW)).text
+    )
