@@ -46,6 +46,8 @@ from bench.flights import (
     record_length,
     server_context,
 )
+from exporter.senders import DEFAULT_SENDERS
+from exporter.target import DEFAULT_VERSIONS
 
 GREETING: Final = b"220 bench.test ESMTP\r\n"
 EHLO_REPLY: Final = (
@@ -59,8 +61,9 @@ UNKNOWN: Final = b"502 5.5.2 Error: command not recognized\r\n"
 #: A connection is cut after this long whatever it does: no probe lasts that long.
 MAX_LIFETIME: Final = 120.0
 _MAX_LINE: Final = 4096
-#: Connections a whole probe makes (five versions and the default client).
-CONNECTIONS_PER_PROBE: Final = 6
+#: Connections a whole probe makes at the exporter's defaults: five versions, the default
+#: client and the default sender.
+CONNECTIONS_PER_PROBE: Final = len(DEFAULT_VERSIONS) + 1 + len(DEFAULT_SENDERS)
 
 #: Open files kept for connections on top of the listeners.
 _CONNECTION_FILES: Final = 65536

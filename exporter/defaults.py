@@ -17,8 +17,9 @@ MIN_INTERVAL: Final = 1.0
 #: are paid once, not twice, within the timeout.
 DEFAULT_CONNECTIONS: Final = 6
 #: Connections started per minute to one server address, shared by every target on it (mail
-#: servers count per client address): two whole probes of every version fit.
-DEFAULT_MAX_CONNECTIONS_PER_MINUTE: Final = 12
+#: servers count per client address): two whole probes fit, of every version, the default
+#: client and the default sender (seven connections each).
+DEFAULT_MAX_CONNECTIONS_PER_MINUTE: Final = 14
 MAX_CONNECTIONS_PER_MINUTE: Final = 100_000
 #: Seconds one DNS look-up (MX, A/AAAA) may take, every server and retry included.
 DEFAULT_DNS_TIMEOUT: Final = 5.0

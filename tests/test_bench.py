@@ -17,6 +17,7 @@ from bench.responder import CONNECTIONS_PER_PROBE
 from bench.scrape import read_results, scrape
 from bench.verdicts import wrong_verdicts
 from exporter.probe.hello import client_hello
+from exporter.senders import DEFAULT_SENDERS
 from exporter.target import DEFAULT_VERSIONS
 
 #: Ten addresses hold every profile: seven modern, two wide, one legacy.
@@ -51,7 +52,8 @@ def test_exporter_gets_each_profiles_verdicts_from_the_responder(options: Option
     assert results.negotiated[legacy] == "TLSv1.2"
     assert len(set(results.fingerprints.values())) == COUNT  # a certificate per target
     assert stats["handshakes"] == COUNT  # only the default client's hello costs a handshake
-    assert stats["replayed"] == COUNT * len(DEFAULT_VERSIONS)
+    # The versions and the default sender's hello are answered from recordings.
+    assert stats["replayed"] == COUNT * (len(DEFAULT_VERSIONS) + len(DEFAULT_SENDERS))
     assert stats["closed"] == COUNT * CONNECTIONS_PER_PROBE
 
 

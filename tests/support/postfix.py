@@ -83,7 +83,7 @@ PORTS: Final[dict[str, int]] = {
 LIMITED_PORTS: Final[dict[str, int]] = {"rate_limit": 2617, "count_limit": 2618}
 """Listeners that limit their clients -> TCP port (on 127.0.0.1)."""
 
-RATE_LIMIT: Final = 12
+RATE_LIMIT: Final = 14
 """Connections one client may make to ``rate_limit`` per ``ANVIL_RATE_TIME_UNIT``: the
 exporter's default budget per address and minute, so the budget meets it exactly."""
 
