@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 
 import pytest
 
+from exporter.defaults import DEFAULT_MAX_CONNECTIONS_PER_MINUTE
 from exporter.probe import probe
 from exporter.probe.budget import WINDOW, Claim, ConnectionBudget
 from exporter.probe.deadline import ProbeFailure
@@ -291,9 +292,9 @@ def target_of(server: InprocServer, name: str) -> Target:
 
 
 def test_probes_sharing_an_address_wait_for_the_budget(certs: TestCerts) -> None:
-    """Three targets on one address, one budget of twelve a minute: two probes of six
-    connections fit, the third cannot before its patience ends and says so at once,
-    without a connection."""
+    """Three targets on one address, one budget at the default (fourteen a minute): two
+    probes of six connections fit, the third cannot before its patience ends and says so
+    at once, without a connection."""
     budget = ConnectionBudget()
     with serving(certs) as server:
 
@@ -308,7 +309,8 @@ def test_probes_sharing_an_address_wait_for_the_budget(certs: TestCerts) -> None
     assert len(failed) == 1, [(r.target, r.error, r.error_detail) for r in results]
     (late,) = failed
     assert late.error is Reason.CONNECTION_BUDGET
-    assert "12 connections a minute to 127.0.0.1 used" in late.error_detail
+    limit = DEFAULT_MAX_CONNECTIONS_PER_MINUTE
+    assert f"{limit} connections a minute to 127.0.0.1 used" in late.error_detail
     assert {v.verdict for v in late.versions} == {Verdict.UNKNOWN}
     assert late.duration < 5  # it did not wait for what could not come
     assert budget.counted("127.0.0.1") == (12, 0)

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from exporter.config import Config, ConfigError, parse_config
 from exporter.config.schema import ON_DEMAND_KEY_NAMES, SETTING_KEYS, TARGET_KEYS, json_schema
+from exporter.defaults import DEFAULT_MAX_CONNECTIONS_PER_MINUTE
 from exporter.names import label_name_problem
 from tests.support.tools import require_tool
 
@@ -819,7 +820,7 @@ def test_schema_names_every_key_with_its_default() -> None:
     assert target["timeout"]["default"] == "30s"
     assert target["port"]["default"] == 25
     assert target["connections"]["default"] == 6
-    assert target["max_connections_per_minute"]["default"] == 12
+    assert target["max_connections_per_minute"]["default"] == DEFAULT_MAX_CONNECTIONS_PER_MINUTE
     assert target["versions"]["default"] == ["ssl3", "1.0", "1.1", "1.2", "1.3"]
     assert definitions["target"]["oneOf"] == [{"required": ["host"]}, {"required": ["domain"]}]
 
