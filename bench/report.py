@@ -149,7 +149,7 @@ def _cpu_lines(cpu: CpuResult | None) -> list[str]:
     lines = [f"CPU per target-round on {len(cpu.listeners)} Postfix STARTTLS listeners:"]
     if cpu.ours_ms is not None:
         lines.append(
-            f"  this exporter (5 versions + default client + certificate): "
+            f"  this exporter (5 versions + default client + default sender + certificate): "
             f"{cpu.ours_ms:.2f} ms ({cpu.ours_probes} probes, "
             f"{cpu.ours_succeeded}/{len(cpu.listeners)} listeners with probe_success 1)"
         )
