@@ -483,19 +483,8 @@ def _walk_handshake(
     """The ServerHello, whether ServerHelloDone was seen, and the chain, from whole messages."""
     hello: ServerHello | None = None
     certificates: tuple[bytes, ...] | None = None
-    pos = 0
-    while pos + 4 <= len(stream):
-        kind = stream[pos]
-        length = int.from_bytes(stream[pos + 1 : pos + 4], "big")
-        if length > MAX_FLIGHT_BYTES:
-            raise HelloParseError(f"handshake message of {length} bytes is over the limit")
-        if pos + 4 + length > len(stream):
-            break
-        body = stream[pos + 4 : pos + 4 + length]
-        pos += 4 + length
+    for kind, body in _handshake_messages(stream):
         if hello is None:
-            if kind != _SERVER_HELLO:
-                raise HelloParseError(f"handshake message {kind} before ServerHello")
             hello = _parse_server_hello(body)
         elif kind == _CERTIFICATE:
             try:
@@ -505,6 +494,23 @@ def _walk_handshake(
         elif kind == _SERVER_HELLO_DONE:
             return hello, True, certificates
     return hello, False, certificates
+
+
+def _handshake_messages(stream: bytes) -> Iterator[tuple[int, bytes]]:
+    """(type, body) of each whole handshake message in `stream`, the first a ServerHello;
+    a message cut short ends the walk (more may come)."""
+    pos = 0
+    while pos + 4 <= len(stream):
+        kind = stream[pos]
+        length = int.from_bytes(stream[pos + 1 : pos + 4], "big")
+        if length > MAX_FLIGHT_BYTES:
+            raise HelloParseError(f"handshake message of {length} bytes is over the limit")
+        if pos + 4 + length > len(stream):
+            return
+        if pos == 0 and kind != _SERVER_HELLO:
+            raise HelloParseError(f"handshake message {kind} before ServerHello")
+        yield kind, stream[pos + 4 : pos + 4 + length]
+        pos += 4 + length
 
 
 # --- A sender's ClientHello, and whether that sender gets on with the answer -----------------
@@ -696,19 +702,8 @@ def _profile_records(data: bytes) -> ProfileFlight:
 def _profile_messages(stream: bytes) -> ProfileFlight:
     """The flight so far, from the whole handshake messages in `stream`."""
     hello: ServerHello | None = None
-    pos = 0
-    while pos + 4 <= len(stream):
-        kind = stream[pos]
-        length = int.from_bytes(stream[pos + 1 : pos + 4], "big")
-        if length > MAX_FLIGHT_BYTES:
-            raise HelloParseError(f"handshake message of {length} bytes is over the limit")
-        if pos + 4 + length > len(stream):
-            break
-        body = stream[pos + 4 : pos + 4 + length]
-        pos += 4 + length
+    for kind, body in _handshake_messages(stream):
         if hello is None:
-            if kind != _SERVER_HELLO:
-                raise HelloParseError(f"handshake message {kind} before ServerHello")
             hello = _parse_server_hello(body)
             if hello.version >= TLSVersion.TLS1_3.wire or hello.retry_request:
                 return ProfileFlight(complete=True, hello=hello, group=_key_share_group(body))
