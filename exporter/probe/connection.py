@@ -89,12 +89,8 @@ async def try_version(
     ) -> hello.ServerFlight | Dropped:
         record = hello.client_hello(version, target.servername)
         log.client(hello.describe_client_hello(version, target.servername, len(record)))
-        writer.write(record)
-        try:
-            await writer.drain()
-        except OSError:
-            return Dropped("connection reset")
-        return await _read_flight(reader, version is not TLSVersion.SSL2, deadline)
+        dropped = await send_hello(writer, record)
+        return dropped or await _read_flight(reader, version is not TLSVersion.SSL2, deadline)
 
     try:
         flight = await _session(target, endpoint, deadline, log, exchange)
@@ -112,6 +108,16 @@ async def try_version(
     outcome = _judge(version, flight)
     log.note(_describe_outcome(outcome))
     return outcome
+
+
+async def send_hello(writer: asyncio.StreamWriter, record: bytes) -> Dropped | None:
+    """Send a ClientHello; a reset while sending it is the server's answer to it."""
+    writer.write(record)
+    try:
+        await writer.drain()
+    except OSError:
+        return Dropped("connection reset")
+    return None
 
 
 async def try_default_client(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from exporter.probe import hello, smtp
-from exporter.probe.connection import _read_budget, _read_chunk, _session
+from exporter.probe.connection import _read_budget, _read_chunk, _session, send_hello
 from exporter.probe.deadline import Deadline, ProbeFailure
 from exporter.probe.endpoint import Endpoint
 from exporter.probe.hello import Compatibility
@@ -82,12 +82,8 @@ async def try_profile(
     ) -> hello.ProfileFlight | Dropped:
         record = hello.profile_client_hello(profile, target.servername)
         log.client(hello.describe_profile_hello(profile, target.servername, len(record)))
-        writer.write(record)
-        try:
-            await writer.drain()
-        except OSError:
-            return Dropped("connection reset")
-        return await _read_flight(reader, deadline)
+        dropped = await send_hello(writer, record)
+        return dropped or await _read_flight(reader, deadline)
 
     try:
         flight = await _session(target, endpoint, deadline, log, exchange)
